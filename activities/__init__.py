@@ -1,0 +1,1 @@
+"""Every side effect the workflows need, as Temporal activities."""

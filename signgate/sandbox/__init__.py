@@ -1,0 +1,1 @@
+"""Local Dfns-compatible sandbox server."""

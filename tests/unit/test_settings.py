@@ -1,0 +1,87 @@
+"""Settings come from SIGNGATE_* variables and refuse bad values with a readable message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signgate.settings import DEFAULT_SANDBOX_URL, Settings, SettingsError
+
+
+def test_defaults_point_at_the_embedded_sandbox() -> None:
+    settings = Settings.from_env({})
+    assert settings.dfns_base_url == DEFAULT_SANDBOX_URL
+    assert settings.dfns_auth_token is None
+    assert settings.task_queue == "signgate"
+    assert settings.log_format == "auto"
+
+
+def test_real_dfns_by_environment_only(tmp_path: Path) -> None:
+    key_file = tmp_path / "cred.pem"
+    key_file.write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
+    settings = Settings.from_env(
+        {
+            "SIGNGATE_DFNS_BASE_URL": "https://api.dfns.io/",
+            "SIGNGATE_DFNS_AUTH_TOKEN": "eyJhbGciOi.eyJzdWIiOi.sig",
+            "SIGNGATE_DFNS_CREDENTIAL_ID": "Y2ktM2ZjZzQtZ",
+            "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(key_file),
+            "SIGNGATE_DFNS_SEND_NONCE": "true",
+            "SIGNGATE_LOG_LEVEL": "debug",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert settings.dfns_base_url == "https://api.dfns.io"
+    assert settings.dfns_send_nonce is True
+    assert settings.log_level == "DEBUG"
+    assert settings.credential_private_key_pem() == key_file.read_text()
+    # The token is a SecretStr: it never shows in a repr that could reach a log line.
+    assert "eyJhbGciOi" not in repr(settings)
+
+
+def test_empty_variable_means_unset() -> None:
+    assert Settings.from_env({"SIGNGATE_DFNS_APP_ID": ""}).dfns_app_id is None
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SIGNGATE_DFNS_BASE_URL": "api.dfns.io"}, "SIGNGATE_DFNS_BASE_URL"),
+        ({"SIGNGATE_DFNS_BASE_URL": "https://x.io/?a=1"}, "query string"),
+        ({"SIGNGATE_DFNS_TIMEOUT_SECONDS": "0"}, "SIGNGATE_DFNS_TIMEOUT_SECONDS"),
+        ({"SIGNGATE_METRICS_PORT": "70000"}, "SIGNGATE_METRICS_PORT"),
+        ({"SIGNGATE_LOG_LEVEL": "chatty"}, "SIGNGATE_LOG_LEVEL"),
+        ({"SIGNGATE_DFNS_CREDENTIAL_ID": "c1"}, "no private key"),
+        ({"SIGNGATE_DFNS_PRIVATE_KEY": "pem"}, "SIGNGATE_DFNS_CREDENTIAL_ID is not"),
+        (
+            {"SIGNGATE_DFNS_BASEURL": "https://api.dfns.io"},
+            "unknown setting(s) SIGNGATE_DFNS_BASEURL",
+        ),
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert expected in str(info.value)
+
+
+def test_both_key_forms_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="only one of"):
+        Settings.from_env(
+            {
+                "SIGNGATE_DFNS_CREDENTIAL_ID": "c1",
+                "SIGNGATE_DFNS_PRIVATE_KEY": "pem",
+                "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(tmp_path / "k.pem"),
+            }
+        )
+
+
+def test_unreadable_key_file_is_explained(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "SIGNGATE_DFNS_CREDENTIAL_ID": "c1",
+            "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(tmp_path / "missing.pem"),
+        }
+    )
+    with pytest.raises(SettingsError, match="cannot read it"):
+        settings.credential_private_key_pem()

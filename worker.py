@@ -1,0 +1,1 @@
+"""Composition root of the Temporal worker (filled in by the engine issue)."""
