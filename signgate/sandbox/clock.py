@@ -68,4 +68,6 @@ class Clock:
 
 def isoformat(moment: datetime) -> str:
     """Dfns date format: ISO 8601 UTC with milliseconds and a ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
