@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 Params = Sequence[Any] | dict[str, Any]
+T = TypeVar("T")
+K = TypeVar("K")
 
 
 class Database:
@@ -29,6 +31,7 @@ class Database:
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         self._depth = 0
+        self._serial = 0  # counts outermost transactions, so caches can tell them apart
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -41,6 +44,16 @@ class Database:
             for statement in statements:
                 self._conn.execute(statement)
 
+    @property
+    def in_transaction(self) -> bool:
+        """True while a :meth:`transaction` block is open (on any thread)."""
+        return self._depth > 0
+
+    @property
+    def transaction_serial(self) -> int:
+        """Which outermost transaction is open (or was last): a new number for each."""
+        return self._serial
+
     @contextmanager
     def transaction(self) -> Iterator[Database]:
         """Run the block atomically; nested calls join the outer transaction."""
@@ -48,6 +61,7 @@ class Database:
             outermost = self._depth == 0
             if outermost:
                 self._conn.execute("BEGIN IMMEDIATE")
+                self._serial += 1
             self._depth += 1
             try:
                 yield self
@@ -77,3 +91,65 @@ class Database:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+class TableCache(Generic[T]):
+    """A value read from tables only its owner writes, kept until the owner writes them again.
+
+    The owner calls :meth:`invalidate` after every write to those tables. A value read inside
+    the transaction that wrote them is not kept (that transaction may still roll back), nor is
+    one whose read overlapped a write, so the cache never holds an uncommitted value.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+        self._kept: tuple[T] | None = None
+        self._version = 0
+        self._written_in: int | None = None  # the transaction that last wrote, if any
+
+    def get(self, load: Callable[[], T]) -> T:
+        """The kept value, or ``load()`` (kept when it is safe to)."""
+        with self._lock:
+            if self._kept is not None:
+                return self._kept[0]
+            version = self._version
+        value = load()
+        with self._lock:
+            written_now = (
+                self._written_in is not None
+                and self._db.in_transaction
+                and self._db.transaction_serial == self._written_in
+            )
+            if version == self._version and not written_now:
+                self._kept = (value,)
+        return value
+
+    def invalidate(self) -> None:
+        """Forget the value: its tables were just written (possibly in an open transaction)."""
+        with self._lock:
+            self._version += 1
+            self._kept = None
+            self._written_in = self._db.transaction_serial if self._db.in_transaction else None
+
+
+class RowCache(Generic[K, T]):
+    """Values read from rows that never change once committed (keys, tokens, credentials).
+
+    :meth:`keep` stores a value unless it was read inside a transaction, which may still roll
+    back (bootstrap's). Misses are never stored, so a row created later is still found.
+    """
+
+    def __init__(self, db: Database, *, size: int = 4096) -> None:
+        self._db = db
+        self._size = size
+        self._values: dict[K, T] = {}
+
+    def get(self, key: K) -> T | None:
+        return self._values.get(key)
+
+    def keep(self, key: K, value: T) -> T:
+        """Remember ``value`` for ``key`` when it is safe to; returns ``value``."""
+        if not self._db.in_transaction and len(self._values) < self._size:
+            self._values[key] = value
+        return value
