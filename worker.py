@@ -1,1 +1,241 @@
-"""Composition root of the Temporal worker (filled in by the engine issue)."""
+"""Composition root of the signgate worker: settings -> logging -> Temporal -> Dfns -> Worker.
+
+Run it with ``python worker.py`` (or ``python -m worker``). Configuration comes from the
+environment only:
+
+* ``SIGNGATE_*`` (see :class:`signgate.settings.Settings`): the Dfns base URL, the service
+  account's token and credential, the task queue, the metrics port, the ledger file and
+  callback secrets;
+* Temporal's standard ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``,
+  ``TEMPORAL_TLS*`` and ``TEMPORAL_PROFILE`` / config file, read by ``temporalio.envconfig``.
+
+Logs are structlog JSON (or console on a TTY) with the workflow's or activity's context on
+every line. SIGTERM or SIGINT stops polling, lets running activities finish for
+``SIGNGATE_SHUTDOWN_GRACE_SECONDS`` and exits. With ``SIGNGATE_METRICS_PORT`` set, the
+Temporal runtime serves Prometheus metrics on ``SIGNGATE_METRICS_HOST:port/metrics``.
+
+Secrets stay here: the Dfns client (token, credential key) and the callback secrets are
+built into the activity objects; workflow inputs only ever name them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import SecretStr
+from temporalio import activity, workflow
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
+
+from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
+from activities.payout import build_evm_transfer
+from activities.signing import SigningActivities
+from activities.verification import VerificationActivities
+from signgate.dfns.auth import CredentialSigner
+from signgate.dfns.client import DfnsClient
+from signgate.logs import configure_logging, get_logger
+from signgate.settings import Settings, SettingsError
+from workflows.payout import PayoutWorkflow
+from workflows.signature import SignatureWorkflow
+
+__all__ = [
+    "ENGINE_WORKFLOWS",
+    "LogContextInterceptor",
+    "build_dfns_client",
+    "connect_temporal",
+    "engine_activities",
+    "main",
+    "run_worker",
+]
+
+ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow)
+"""Every workflow the engine's worker runs."""
+
+_log = get_logger("signgate.worker")
+
+
+def build_dfns_client(settings: Settings, http: httpx.AsyncClient) -> DfnsClient:
+    """The Dfns client of the engine's service account (``http`` owns the base URL)."""
+    if settings.dfns_auth_token is None:
+        raise SettingsError(
+            "SIGNGATE_DFNS_AUTH_TOKEN is not set: the worker needs the token of the service "
+            "account that requests signatures"
+        )
+    pem = settings.credential_private_key_pem()
+    signer = None
+    if pem is not None and settings.dfns_credential_id is not None:
+        signer = CredentialSigner(settings.dfns_credential_id, pem, settings.dfns_app_origin)
+    return DfnsClient(
+        http,
+        auth_token=settings.dfns_auth_token,
+        signer=signer,
+        app_id=settings.dfns_app_id,
+        send_nonce=settings.dfns_send_nonce,
+    )
+
+
+def engine_activities(
+    dfns: DfnsClient,
+    callback_http: httpx.AsyncClient,
+    *,
+    callback_secrets: Mapping[str, SecretStr],
+    ledgers: Mapping[str, Ledger],
+) -> list[Callable[..., Any]]:
+    """Every activity the engine's workflows call, bound to their dependencies."""
+    signing = SigningActivities(dfns)
+    verification = VerificationActivities(dfns)
+    downstream = DownstreamActivities(
+        callback_http, callback_secrets=callback_secrets, ledgers=ledgers
+    )
+    return [
+        signing.submit,
+        signing.fetch,
+        signing.deny_own_approval,
+        signing.describe_approval,
+        verification.verify,
+        downstream.deliver_callback,
+        downstream.record_ledger,
+        build_evm_transfer,
+    ]
+
+
+class LogContextInterceptor(Interceptor):
+    """Binds the activity's context to every structlog line it writes (contextvars)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap activity execution."""
+        return _ActivityLogContext(next)
+
+
+class _ActivityLogContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        with structlog.contextvars.bound_contextvars(
+            activity_type=info.activity_type,
+            activity_id=info.activity_id,
+            attempt=info.attempt,
+            workflow_id=info.workflow_id,
+            workflow_run_id=info.workflow_run_id,
+            workflow_type=info.workflow_type,
+            task_queue=info.task_queue,
+        ):
+            return await super().execute_activity(input)
+
+
+def build_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting Prometheus metrics, when a metrics port is set."""
+    if settings.metrics_port is None:
+        return None
+    address = f"{settings.metrics_host}:{settings.metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+
+
+async def connect_temporal(
+    runtime: Runtime | None = None, environ: Mapping[str, str] | None = None
+) -> Client:
+    """A Temporal client from the standard ``TEMPORAL_*`` settings, with the pydantic converter."""
+    config = ClientConfig.load_client_connect_config(override_env_vars=environ)
+    config.setdefault("target_host", "localhost:7233")
+    kwargs: dict[str, Any] = dict(config)
+    if runtime is not None:
+        kwargs["runtime"] = runtime
+    return await Client.connect(data_converter=pydantic_data_converter, **kwargs)
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    stop: asyncio.Event,
+    client: Client | None = None,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the worker until ``stop`` is set, then shut it down gracefully."""
+    timeout = httpx.Timeout(settings.dfns_timeout_seconds)
+    async with (
+        httpx.AsyncClient(base_url=settings.dfns_base_url, timeout=timeout) as dfns_http,
+        httpx.AsyncClient(timeout=settings.callback_timeout_seconds) as callback_http,
+    ):
+        dfns = build_dfns_client(settings, dfns_http)
+        if client is None:
+            client = await connect_temporal(build_runtime(settings))
+        ledgers: dict[str, Ledger] = {"default": SqliteLedger(settings.ledger_path)}
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=list(ENGINE_WORKFLOWS),
+            activities=engine_activities(
+                dfns,
+                callback_http,
+                callback_secrets=settings.all_callback_secrets(),
+                ledgers=ledgers,
+            ),
+            interceptors=[LogContextInterceptor()],
+            max_concurrent_activities=settings.max_concurrent_activities,
+            max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+            graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
+        )
+        _log.info(
+            "worker.started",
+            task_queue=settings.task_queue,
+            namespace=client.namespace,
+            dfns_base_url=settings.dfns_base_url,
+            metrics_port=settings.metrics_port,
+        )
+        async with worker:
+            if ready is not None:
+                ready()
+            await stop.wait()
+            _log.info("worker.stopping", grace_seconds=settings.shutdown_grace_seconds)
+        _log.info("worker.stopped")
+
+
+def _quiet_temporal_loggers() -> None:
+    # Context goes into fields (temporal_workflow / temporal_activity), not the message, so
+    # every line keeps a `noun.verb` event name.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: read settings, configure logging, run until SIGTERM/SIGINT."""
+    del argv
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"signgate worker: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    _quiet_temporal_loggers()
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(settings, stop=stop)
+
+    try:
+        asyncio.run(serve())
+    except SettingsError as exc:
+        _log.error("worker.misconfigured", error=str(exc))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The one place that turns Dfns client errors into Temporal ``ApplicationError``s.
+
+The rule (Dfns's own advice, API notes section 5.2), as ``ApplicationError.type``:
+
+=========================  ==========================  =====================================
+Dfns error                 type                        retried?
+=========================  ==========================  =====================================
+connection, timeout, 408   ``DfnsUnavailable``         yes
+429                        ``DfnsRateLimited``         yes, after ``Retry-After``
+5xx                        ``DfnsServerError``         yes
+409                        ``DfnsConflict``            yes (submit resolves it first)
+400, 422                   ``InvalidSignatureRequest`` no
+401 / 403 / 404            ``DfnsUnauthorized`` /      no
+                           ``DfnsForbidden`` /
+                           ``DfnsNotFound``
+other 4xx                  ``DfnsClientError``         no
+2xx that does not parse    ``DfnsUnexpectedResponse``  yes
+user-action flow failed    ``DfnsUserActionFailed``    as its HTTP cause; never when local
+refused before sending     ``InvalidSignatureRequest`` no
+=========================  ==========================  =====================================
+
+Messages carry what the client put in them (method, path, status, Dfns's message), which
+the client has already scrubbed of tokens. The original exception is not chained: its
+traceback would only grow workflow history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from signgate import ids
+from signgate.dfns.errors import (
+    DfnsAPIError,
+    DfnsConflictError,
+    DfnsError,
+    DfnsInvalidRequestError,
+    DfnsRateLimitError,
+    DfnsTransportError,
+    DfnsUnexpectedResponseError,
+    DfnsUserActionError,
+)
+
+__all__ = ["dfns_errors", "is_retryable_status", "to_application_error"]
+
+_STATUS_TYPES = {
+    400: ids.ERR_INVALID_REQUEST,
+    401: ids.ERR_UNAUTHORIZED,
+    403: ids.ERR_FORBIDDEN,
+    404: ids.ERR_NOT_FOUND,
+    408: ids.ERR_UNAVAILABLE,
+    409: ids.ERR_CONFLICT,
+    422: ids.ERR_INVALID_REQUEST,
+    429: ids.ERR_RATE_LIMITED,
+}
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP status from Dfns is worth retrying: 5xx, 408, 409, 429."""
+    return status >= 500 or status in (408, 409, 429)
+
+
+def to_application_error(exc: DfnsError, *, action: str) -> ApplicationError:
+    """The ``ApplicationError`` for ``exc``; ``action`` says what was being done."""
+    message = f"{action}: {exc}"
+    if isinstance(exc, DfnsTransportError):
+        return ApplicationError(message, type=ids.ERR_UNAVAILABLE)
+    if isinstance(exc, DfnsInvalidRequestError):
+        return ApplicationError(message, type=ids.ERR_INVALID_REQUEST, non_retryable=True)
+    if isinstance(exc, DfnsUnexpectedResponseError):
+        return ApplicationError(message, {"status": exc.status}, type=ids.ERR_UNEXPECTED_RESPONSE)
+    if isinstance(exc, DfnsUserActionError):
+        api = exc.api_error
+        retryable = api is not None and is_retryable_status(api.status)
+        return ApplicationError(
+            message,
+            {"stage": exc.stage, "status": exc.status},
+            type=ids.ERR_USER_ACTION,
+            non_retryable=not retryable,
+        )
+    if isinstance(exc, DfnsAPIError):
+        return _from_api_error(exc, message)
+    return ApplicationError(message, type=ids.ERR_UNAVAILABLE)
+
+
+def _from_api_error(exc: DfnsAPIError, message: str) -> ApplicationError:
+    status = exc.status
+    details: dict[str, Any] = {"status": status, "error_id": exc.error_id, "code": exc.code}
+    if isinstance(exc, DfnsConflictError):
+        details["duplicate_id"] = exc.duplicate_id
+    if status >= 500:
+        return ApplicationError(message, details, type=ids.ERR_SERVER_ERROR)
+    if isinstance(exc, DfnsRateLimitError):
+        delay = exc.retry_after
+        details["retry_after"] = delay
+        return ApplicationError(
+            message,
+            details,
+            type=ids.ERR_RATE_LIMITED,
+            # Honour the server's delay; without one, the retry policy's backoff applies.
+            next_retry_delay=timedelta(seconds=delay) if delay is not None else None,
+            category=ApplicationErrorCategory.BENIGN,
+        )
+    error_type = _STATUS_TYPES.get(status, ids.ERR_CLIENT_ERROR)
+    return ApplicationError(
+        message, details, type=error_type, non_retryable=not is_retryable_status(status)
+    )
+
+
+@contextmanager
+def dfns_errors(action: str) -> Iterator[None]:
+    """Re-raise any :class:`DfnsError` inside the block as its ``ApplicationError``."""
+    try:
+        yield
+    except DfnsError as exc:
+        raise to_application_error(exc, action=action) from None

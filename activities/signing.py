@@ -1,0 +1,211 @@
+"""Activities that talk to Dfns about a signature request: submit, fetch, deny, describe.
+
+:class:`SigningActivities` receives the Dfns client from the worker, so no token or
+credential key ever passes through workflow history. Every method is safe to retry:
+
+* ``submit`` sends a body carrying the ``externalId`` derived from the idempotency key, so
+  a retry after a lost response gets the same request back (Dfns answers 200 with the
+  existing entity); a 409 (same ``externalId``, different body or target) is resolved by
+  fetching the duplicate and checking that it is the request this workflow asked for.
+  Legacy public keys have no ``externalId``: a submit whose outcome is unknown is not
+  retried there, because a retry could create a second request.
+* ``deny_own_approval`` reads the approval first and treats "already decided" as a result,
+  not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import dfns_errors, to_application_error
+from signgate import ids
+from signgate.contracts import (
+    ApprovalDecisionInfo,
+    ApprovalInfo,
+    DenialResult,
+    DenyApprovalInput,
+    DescribeApprovalInput,
+    FetchInput,
+    SubmitInput,
+)
+from signgate.dfns.client import DfnsClient, SigningTarget
+from signgate.dfns.errors import (
+    DfnsAPIError,
+    DfnsConflictError,
+    DfnsConnectionError,
+    DfnsError,
+    DfnsRateLimitError,
+)
+from signgate.dfns.models import Approval, SignatureRequestView
+from signgate.dfns.requests import ApprovalDecisionRequest, SignatureRequestBody, to_wire
+from signgate.logs import get_logger
+
+__all__ = ["SigningActivities", "approval_info", "same_request", "slim"]
+
+_log = get_logger("signgate.activities.signing")
+
+
+def slim(view: SignatureRequestView) -> SignatureRequestView:
+    """``view`` without the echoed request body: the workflow already has it, history need not."""
+    return view.model_copy(update={"request_body": {}})
+
+
+def approval_info(approval: Approval) -> ApprovalInfo:
+    """The engine's record of a Dfns approval."""
+    return ApprovalInfo(
+        id=approval.id,
+        status=approval.status,
+        decisions=[
+            ApprovalDecisionInfo(user_id=d.user_id, value=d.value, date=d.date, reason=d.reason)
+            for d in approval.decisions
+        ],
+        initiator_id=approval.initiator_id,
+        expiration_date=approval.expiration_date,
+        date_resolved=approval.date_resolved,
+    )
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.lower()
+        return text[2:] if text.startswith("0x") else text
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def same_request(ours: SignatureRequestBody, echoed: dict[str, Any]) -> bool:
+    """Whether Dfns's echo of a request body is the body we would send.
+
+    Compared field by field on what we send, ignoring hex case and ``0x`` prefixes, so a
+    server that normalises hex or adds fields of its own still matches.
+    """
+    wire = to_wire(ours)
+    return all(k not in echoed or _normalise(echoed[k]) == _normalise(v) for k, v in wire.items())
+
+
+class SigningActivities:
+    """Submit, fetch and approval activities over one shared :class:`DfnsClient`."""
+
+    def __init__(self, dfns: DfnsClient) -> None:
+        self._dfns = dfns
+
+    @activity.defn(name=ids.ACTIVITY_SUBMIT)
+    async def submit(self, input: SubmitInput) -> SignatureRequestView:
+        """Create the signature request, or get back the one this idempotency key created."""
+        target, request = input.target, input.request
+        try:
+            view = await self._dfns.submit(target, request)
+        except DfnsConflictError as exc:
+            view = await self._resolve_conflict(target, request, exc)
+        except DfnsError as exc:
+            raise self._submit_error(target, exc) from None
+        _log.info(
+            "signature.submitted",
+            signature_id=view.id,
+            status=str(view.status),
+            external_id=view.external_id,
+            target=f"{target.kind}:{target.id}",
+        )
+        return slim(view)
+
+    async def _resolve_conflict(
+        self, target: SigningTarget, request: SignatureRequestBody, exc: DfnsConflictError
+    ) -> SignatureRequestView:
+        duplicate = exc.duplicate_id
+        if duplicate is None:
+            raise ApplicationError(
+                f"Dfns answered 409 for externalId {request.external_id!r} without naming the "
+                "existing request",
+                type=ids.ERR_CONFLICT,
+                non_retryable=True,
+            ) from None
+        with dfns_errors(f"fetch duplicate {duplicate}"):
+            view = await self._dfns.fetch(target, duplicate)
+        if view.external_id != request.external_id or not same_request(request, view.request_body):
+            raise ApplicationError(
+                f"idempotency key reused for a different request: externalId "
+                f"{request.external_id!r} already belongs to {duplicate} with another body or "
+                "target; use a new idempotency key",
+                type=ids.ERR_REQUEST_MISMATCH,
+                non_retryable=True,
+            )
+        _log.info("signature.conflict_resolved", signature_id=view.id)
+        return view
+
+    @staticmethod
+    def _submit_error(target: SigningTarget, exc: DfnsError) -> ApplicationError:
+        error = to_application_error(exc, action=f"submit to {target.kind} {target.id}")
+        if target.kind != "public-key" or error.non_retryable:
+            return error
+        # G1 has no externalId: only retry when the request surely did not get through.
+        connect_failed = isinstance(exc, DfnsConnectionError) and isinstance(
+            exc.__cause__, httpx.ConnectError
+        )
+        if isinstance(exc, DfnsRateLimitError) or connect_failed:
+            return error
+        return ApplicationError(
+            f"{error.message}; not retried: legacy public keys have no idempotency key, so a "
+            "retry could create a second request. Check Dfns for this hash before retrying.",
+            type=error.type,
+            non_retryable=True,
+        )
+
+    @activity.defn(name=ids.ACTIVITY_FETCH)
+    async def fetch(self, input: FetchInput) -> SignatureRequestView:
+        """Read the request as Dfns has it now."""
+        with dfns_errors(f"fetch {input.signature_id}"):
+            view = await self._dfns.fetch(input.target, input.signature_id)
+        return slim(view)
+
+    @activity.defn(name=ids.ACTIVITY_DENY_APPROVAL)
+    async def deny_own_approval(self, input: DenyApprovalInput) -> DenialResult:
+        """Deny the engine's own pending approval; an approval already decided is reported."""
+        with dfns_errors(f"read approval {input.approval_id}"):
+            approval = await self._dfns.get_approval(input.approval_id)
+        if approval.status != "Pending":
+            return DenialResult(
+                approval_id=approval.id,
+                denied=False,
+                approval_status=approval.status,
+                detail=f"the approval was already {approval.status}",
+            )
+        body = ApprovalDecisionRequest(value="Denied", reason=input.reason)
+        try:
+            approval = await self._dfns.create_approval_decision(input.approval_id, body)
+        except DfnsAPIError as exc:
+            if exc.status not in (400, 409):
+                raise to_application_error(exc, action=f"deny {input.approval_id}") from None
+            # Decided by someone else between the read and the decision?
+            with dfns_errors(f"read approval {input.approval_id}"):
+                approval = await self._dfns.get_approval(input.approval_id)
+            if approval.status == "Pending":
+                raise to_application_error(exc, action=f"deny {input.approval_id}") from None
+            return DenialResult(
+                approval_id=approval.id,
+                denied=False,
+                approval_status=approval.status,
+                detail=f"the approval was already {approval.status}",
+            )
+        except DfnsError as exc:
+            raise to_application_error(exc, action=f"deny {input.approval_id}") from None
+        _log.info("approval.denied", approval_id=approval.id, status=approval.status)
+        return DenialResult(
+            approval_id=approval.id,
+            denied=approval.status == "Denied",
+            approval_status=approval.status,
+            detail="denied by the engine" if approval.status == "Denied" else approval.status,
+        )
+
+    @activity.defn(name=ids.ACTIVITY_DESCRIBE_APPROVAL)
+    async def describe_approval(self, input: DescribeApprovalInput) -> ApprovalInfo:
+        """Read an approval: status, decisions, expiry."""
+        with dfns_errors(f"read approval {input.approval_id}"):
+            approval = await self._dfns.get_approval(input.approval_id)
+        return approval_info(approval)

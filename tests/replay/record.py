@@ -1,0 +1,268 @@
+"""Record the histories the replay tests replay: ``python -m tests.replay.record``.
+
+Each scenario runs the engine's real workflows and activities on the time-skipping server
+against a fresh sandbox (the same set-up as ``tests/workflows/test_signature_sandbox.py``)
+and writes every run's history to ``tests/replay/histories/<scenario>[-<n>].json``.
+
+Re-record only on purpose: the committed files are what running workflows look like to a
+new worker. A change that makes them fail to replay breaks workflows already in flight;
+put it behind ``workflow.patched()`` instead of re-recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowFailureError, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.downstream import SqliteLedger
+from signgate.contracts import (
+    BuildTransferInput,
+    CallbackDelivery,
+    LedgerDelivery,
+    PayoutInput,
+    PollingPolicy,
+    SignatureWorkflowInput,
+    SigningTarget,
+    StatusEvent,
+)
+from signgate.dfns.models import SignatureStatus
+from signgate.dfns.requests import HashRequest
+from signgate.ids import child_signature_workflow_id
+from tests.support.receiver import CallbackReceiver
+from tests.support.sandbox import EngineSandbox
+from tests.support.temporal import start_time_skipping
+from worker import ENGINE_WORKFLOWS, engine_activities
+from workflows.payout import PayoutWorkflow
+from workflows.signature import SignatureWorkflow
+
+HISTORIES = Path(__file__).with_name("histories")
+HASH = "c0ffee" * 10 + "c0ff"
+
+Scenario = Callable[[Client, EngineSandbox, str, str], Awaitable[None]]
+
+
+def _input(target: SigningTarget, **overrides: Any) -> SignatureWorkflowInput:
+    values: dict[str, Any] = {"target": target, "request": HashRequest(hash=HASH)}
+    values.update(overrides)
+    return SignatureWorkflowInput.model_validate(values)
+
+
+async def _approval_id(client: Client, workflow_id: str) -> str:
+    handle = client.get_workflow_handle_for(SignatureWorkflow.run, workflow_id)
+    for _ in range(500):
+        progress = await handle.query(SignatureWorkflow.state)
+        if progress.approval_id is not None:
+            return progress.approval_id
+        await asyncio.sleep(0.02)
+    raise RuntimeError("no approval id")
+
+
+async def signed_after_polling(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    env = _ENV[0]
+    with CallbackReceiver() as receiver:
+        deliveries = [LedgerDelivery(), CallbackDelivery(url=receiver.url())]
+        handle = await client.start_workflow(
+            SignatureWorkflow.run,
+            _input(sb.target("key", "evm-gated"), deliveries=deliveries),
+            id=wid,
+            task_queue=tq,
+        )
+        approval = await _approval_id(client, wid)
+        await env.sleep(timedelta(hours=2))
+        await sb.decide(approval, "alice", "bob")
+        await handle.result()
+
+
+async def signed_by_status_event(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    polling = PollingPolicy(initial_interval=timedelta(hours=1))
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("wallet", "evm-gated"), polling=polling),
+        id=wid,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, wid)
+    await sb.decide(approval, "alice", "bob")
+    await asyncio.sleep(1.5)  # the sandbox's executing delay, in real (locked) time
+    progress = await handle.query(SignatureWorkflow.state)
+    assert progress.signature_id is not None
+    event = StatusEvent(signature_id=progress.signature_id, status=SignatureStatus.SIGNED)
+    await handle.execute_update(SignatureWorkflow.report_status_event, event)
+    await handle.signal(SignatureWorkflow.status_event, event)
+    await handle.result()
+
+
+async def expired_by_deadline(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    deadline = await _ENV[0].get_current_time() + timedelta(hours=3)
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), deadline=deadline),
+        id=wid,
+        task_queue=tq,
+    )
+    await handle.result()
+
+
+async def expired_by_approval_timeout(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    handle = await client.start_workflow(
+        SignatureWorkflow.run, _input(sb.target("key", "evm-expiring")), id=wid, task_queue=tq
+    )
+    await handle.result()
+
+
+async def cancelled(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), deliveries=[LedgerDelivery()]),
+        id=wid,
+        task_queue=tq,
+    )
+    await _approval_id(client, wid)
+    await _ENV[0].sleep(timedelta(minutes=20))
+    await handle.cancel()
+    await handle.result()
+
+
+async def continued_as_new(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    polling = PollingPolicy(continue_as_new_after_polls=3)
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), polling=polling),
+        id=wid,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, wid)
+    await _ENV[0].sleep(timedelta(minutes=30))
+    await sb.decide(approval, "alice", "bob")
+    await handle.result()
+
+
+async def verification_failed(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    await sb.set_faults(corruptSignatures=1)
+    handle = await client.start_workflow(
+        SignatureWorkflow.run, _input(sb.target("key", "evm-auto")), id=wid, task_queue=tq
+    )
+    # The workflow fails (the signature does not verify): that failure is what is recorded.
+    with contextlib.suppress(WorkflowFailureError):
+        await handle.result()
+
+
+async def payout_confirmed(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    wallet = sb.key("evm-auto")["wallets"][0]["id"]
+    handle = await client.start_workflow(
+        PayoutWorkflow.run,
+        PayoutInput(
+            source=SigningTarget(kind="wallet", id=wallet),
+            transfer=BuildTransferInput(
+                chain_id=11155111,
+                nonce=1,
+                to="0x" + "a1" * 20,
+                value_wei=10**16,
+                max_fee_per_gas=30 * 10**9,
+                max_priority_fee_per_gas=10**9,
+            ),
+            wait_for_confirmed=True,
+        ),
+        id=wid,
+        task_queue=tq,
+    )
+    await handle.result()
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "signed-after-polling": signed_after_polling,
+    "signed-by-status-event": signed_by_status_event,
+    "expired-by-deadline": expired_by_deadline,
+    "expired-by-approval-timeout": expired_by_approval_timeout,
+    "cancelled": cancelled,
+    "continued-as-new": continued_as_new,
+    "verification-failed": verification_failed,
+    "payout-confirmed": payout_confirmed,
+}
+_ENV: list[WorkflowEnvironment] = []
+
+
+async def _run_histories(client: Client, workflow_id: str) -> list[WorkflowHistory]:
+    """Every run of ``workflow_id``, first to last (following continue-as-new)."""
+    latest = await client.get_workflow_handle(workflow_id).fetch_history()
+    started = latest.events[0].workflow_execution_started_event_attributes
+    run_id = started.first_execution_run_id
+    histories: list[WorkflowHistory] = []
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        histories.append(history)
+        last = history.events[-1]
+        run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    return histories
+
+
+async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
+    """Run one scenario and write the histories of every run of every workflow it made."""
+    env = await start_time_skipping()
+    _ENV[:] = [env]
+    sandbox = EngineSandbox(directory / name).start()
+    tq = f"record-{name}"
+    wid = f"replay-{name}"
+    written: list[Path] = []
+    try:
+        async with (
+            httpx.AsyncClient(
+                base_url=sandbox.base_url,
+                timeout=10,
+                event_hooks={"request": [sandbox.clock_sync_hook()]},
+            ) as http,
+            httpx.AsyncClient(timeout=5) as callbacks,
+        ):
+            activities = engine_activities(
+                sandbox.dfns_client("engine", http),
+                callbacks,
+                callback_secrets={"default": SecretStr("recorder-callback-secret")},
+                ledgers={"default": SqliteLedger(directory / name / "ledger.sqlite")},
+            )
+            async with Worker(
+                env.client,
+                task_queue=tq,
+                workflows=list(ENGINE_WORKFLOWS),
+                activities=activities,
+            ):
+                await scenario(env.client, sandbox, tq, wid)
+                workflow_ids = [wid]
+                if scenario is payout_confirmed:
+                    workflow_ids.append(child_signature_workflow_id(wid))
+                for workflow_id in workflow_ids:
+                    histories = await _run_histories(env.client, workflow_id)
+                    for index, history in enumerate(histories):
+                        stem = name if workflow_id == wid else f"{name}-child"
+                        suffix = "" if len(histories) == 1 else f"-run{index + 1}"
+                        path = HISTORIES / f"{stem}{suffix}.json"
+                        path.write_text(history.to_json())
+                        written.append(path)
+    finally:
+        sandbox.stop()
+        await env.shutdown()
+    return written
+
+
+async def main(names: list[str]) -> None:
+    """Record the named scenarios (all by default)."""
+    HISTORIES.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names or list(SCENARIOS):
+            for path in await record(name, SCENARIOS[name], Path(tmp)):
+                print(f"wrote {path.relative_to(Path.cwd())}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

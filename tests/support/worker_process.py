@@ -1,0 +1,76 @@
+"""The engine's worker as a real process (``python worker.py``), to kill and restart it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """Runs ``worker.py`` with ``env`` added to the environment; collects its JSON log lines."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = {**os.environ, **env, "SIGNGATE_LOG_FORMAT": "json"}
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self._started = threading.Event()
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        """Start the worker and wait for its ``worker.started`` log line."""
+        self._started.clear()
+        self.process = subprocess.Popen(  # noqa: S603 - our own worker.py with this Python
+            [sys.executable, str(ROOT / "worker.py")],
+            cwd=ROOT,
+            env=self._env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        if not self._started.wait(timeout):
+            self.kill()
+            raise RuntimeError("worker did not start:\n" + "\n".join(self.lines[-20:]))
+        return self
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            self.lines.append(line.rstrip("\n"))
+            if '"worker.started"' in line:
+                self._started.set()
+
+    def events(self) -> list[dict[str, object]]:
+        """The JSON log lines written so far."""
+        found = []
+        for line in self.lines:
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as when a machine dies."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait: the graceful path. Returns the exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.process.poll() is None:
+            self.kill()
+        return self.process.returncode

@@ -1,0 +1,224 @@
+"""activities.signing against a scripted Dfns (httpx.MockTransport), user actions included."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.signing import SigningActivities, same_request
+from signgate import ids
+from signgate.contracts import DenyApprovalInput, FetchInput, SigningTarget, SubmitInput
+from signgate.dfns.auth import CredentialSigner
+from signgate.dfns.client import DfnsClient
+from signgate.dfns.requests import HashRequest
+
+HASH = "ab" * 32
+KEY = SigningTarget(kind="key", id="key-1")
+LEGACY = SigningTarget(kind="public-key", id="pk-1")
+CRED = "cred-1"
+Handler = Callable[[httpx.Request], httpx.Response | None]
+
+
+def _signature(
+    external_id: str | None, body_hash: str = HASH, status: str = "Pending"
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "Hash", "hash": body_hash}
+    if external_id is not None:
+        body["externalId"] = external_id
+    return {
+        "id": "sig-1",
+        "keyId": "key-1",
+        "requester": {"userId": "us-1"},
+        "requestBody": body,
+        "status": status,
+        "approvalId": "ap-1",
+        "externalId": external_id,
+        "dateRequested": "2026-11-21T10:00:00.000Z",
+    }
+
+
+def _approval(status: str) -> dict[str, Any]:
+    return {
+        "id": "ap-1",
+        "initiatorId": "us-1",
+        "status": status,
+        "dateUpdated": "2026-11-21T10:00:00.000Z",
+        "activity": {"kind": "Wallets:Sign"},
+        "decisions": [],
+    }
+
+
+def _client(handler: Handler) -> tuple[DfnsClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def route(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/auth/action/init":
+            return httpx.Response(
+                200,
+                json={
+                    "challenge": "c",
+                    "challengeIdentifier": "ci",
+                    "allowCredentials": {"key": [{"type": "public-key", "id": CRED}]},
+                },
+            )
+        if request.url.path == "/auth/action":
+            return httpx.Response(200, json={"userAction": "ua-token"})
+        response = handler(request)
+        return response if response is not None else httpx.Response(404, json={})
+
+    pem = (
+        Ed25519PrivateKey.generate()
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    http = httpx.AsyncClient(base_url="https://dfns.test", transport=httpx.MockTransport(route))
+    return DfnsClient(http, auth_token="token", signer=CredentialSigner(CRED, pem)), seen
+
+
+def _submit(external_id: str = "sg-abc") -> SubmitInput:
+    return SubmitInput(target=KEY, request=HashRequest(hash=HASH, external_id=external_id))
+
+
+async def test_submit_returns_the_request_without_its_echoed_body() -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and request.url.path == "/keys/key-1/signatures":
+            assert json.loads(request.content)["externalId"] == "sg-abc"
+            return httpx.Response(200, json=_signature("sg-abc"))
+        return None
+
+    dfns, _ = _client(handler)
+    view = await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    assert (view.id, view.status, view.approval_id) == ("sig-1", "Pending", "ap-1")
+    assert view.request_body == {}
+
+
+async def test_a_409_is_resolved_by_fetching_the_duplicate() -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(
+                409,
+                json={
+                    "error": {
+                        "status": 409,
+                        "message": "Conflicting signature request with same externalId",
+                        "details": {"duplicate": {"id": "sig-1", "externalId": "sg-abc"}},
+                    }
+                },
+            )
+        if request.url.path == "/keys/key-1/signatures/sig-1":
+            return httpx.Response(200, json=_signature("sg-abc", body_hash="0x" + HASH.upper()))
+        return None
+
+    dfns, seen = _client(handler)
+    view = await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    assert view.id == "sig-1"
+    assert [r.url.path for r in seen][-1] == "/keys/key-1/signatures/sig-1"
+
+
+async def test_a_409_for_a_different_request_is_refused() -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            details = {"duplicate": {"id": "sig-1", "externalId": "sg-abc"}}
+            return httpx.Response(409, json={"error": {"message": "dup", "details": details}})
+        return httpx.Response(200, json=_signature("sg-abc", body_hash="cd" * 32))
+
+    dfns, _ = _client(handler)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    assert caught.value.type == ids.ERR_REQUEST_MISMATCH and caught.value.non_retryable
+    assert "use a new idempotency key" in caught.value.message
+
+
+async def test_a_400_fails_the_submit_for_good() -> None:
+    dfns, _ = _client(
+        lambda r: (
+            httpx.Response(400, json={"error": {"message": "body.hash: invalid"}})
+            if r.method == "POST"
+            else None
+        )
+    )
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    assert caught.value.type == ids.ERR_INVALID_REQUEST and caught.value.non_retryable
+    assert "body.hash: invalid" in caught.value.message
+
+
+async def test_a_legacy_submit_with_an_unknown_outcome_is_not_retried() -> None:
+    def unavailable(request: httpx.Request) -> httpx.Response | None:
+        return httpx.Response(503, json={"message": "down"}) if request.method == "POST" else None
+
+    dfns, _ = _client(unavailable)
+    legacy = SubmitInput(target=LEGACY, request=HashRequest(hash=HASH))
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(SigningActivities(dfns).submit, legacy)
+    assert caught.value.non_retryable and "no idempotency key" in caught.value.message
+
+    def limited(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            return httpx.Response(429, headers={"Retry-After": "2"}, json={"message": "slow"})
+        return None
+
+    dfns, _ = _client(limited)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(SigningActivities(dfns).submit, legacy)
+    assert caught.value.type == ids.ERR_RATE_LIMITED and not caught.value.non_retryable
+
+
+async def test_fetch_maps_errors() -> None:
+    dfns, _ = _client(lambda _r: httpx.Response(500, json={"error": {"message": "boom"}}))
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            SigningActivities(dfns).fetch, FetchInput(target=KEY, signature_id="sig-1")
+        )
+    assert caught.value.type == ids.ERR_SERVER_ERROR and not caught.value.non_retryable
+
+
+@pytest.mark.parametrize(
+    ("before", "decision", "after", "denied"),
+    [
+        ("Pending", 200, "Denied", True),
+        ("Approved", None, None, False),
+        ("Pending", 409, "Approved", False),
+    ],
+)
+async def test_deny_own_approval(
+    before: str, decision: int | None, after: str | None, denied: bool
+) -> None:
+    reads = [before, after or before]
+
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET":
+            return httpx.Response(200, json=_approval(reads.pop(0)))
+        assert decision is not None, "no decision must be sent for a resolved approval"
+        assert json.loads(request.content) == {"value": "Denied", "reason": "deadline"}
+        if decision == 200:
+            return httpx.Response(200, json=_approval("Denied"))
+        return httpx.Response(409, json={"error": {"message": "approval is not pending"}})
+
+    dfns, _ = _client(handler)
+    result = await ActivityEnvironment().run(
+        SigningActivities(dfns).deny_own_approval,
+        DenyApprovalInput(approval_id="ap-1", reason="deadline"),
+    )
+    assert result.denied is denied
+    assert result.approval_status == ("Denied" if denied else after or before)
+
+
+def test_same_request_ignores_hex_case_and_extra_fields() -> None:
+    ours = HashRequest(hash=HASH, external_id="sg-1")
+    assert same_request(ours, {"kind": "Hash", "hash": "0x" + HASH.upper(), "externalId": "sg-1"})
+    assert same_request(ours, {"kind": "Hash", "hash": HASH, "network": "X"})
+    assert not same_request(ours, {"kind": "Hash", "hash": "cd" * 32})

@@ -1,0 +1,195 @@
+"""An in-memory Dfns behind the engine's activity names, for workflow-logic tests.
+
+Time is the Temporal server's (``current_attempt_scheduled_time``), so on the
+time-skipping server a status scripted "3 days after submit" appears after three days of
+workflow time. The fake records every call so tests can assert on what the workflow did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from signgate import ids
+from signgate.contracts import (
+    ApprovalDecisionInfo,
+    ApprovalInfo,
+    CallbackInput,
+    DeliveryReceipt,
+    DenialResult,
+    DenyApprovalInput,
+    DescribeApprovalInput,
+    FetchInput,
+    LedgerInput,
+    SubmitInput,
+    VerificationResult,
+    VerifyInput,
+)
+from signgate.dfns.models import Signature, SignatureRequestView, SignatureStatus
+
+S = SignatureStatus
+
+
+@dataclass
+class _Request:
+    id: str
+    external_id: str | None
+    created_at: datetime
+    denied_at: datetime | None = None
+
+
+@dataclass
+class FakeDfns:
+    """Scripted Dfns: ``steps`` are (time after submit, status) pairs, in order."""
+
+    steps: Sequence[tuple[timedelta, SignatureStatus]] = ()
+    approval: bool = True
+    approval_expired: bool = False
+    verdict: Literal["verified", "unverifiable", "invalid"] = "verified"
+    submit_error: ApplicationError | None = None
+    failing_fetches: int = 0
+    deny_succeeds: bool = True
+    fetch_status_override: SignatureStatus | None = None
+    submits: int = 0
+    created: int = 0
+    fetches: int = 0
+    fetch_times: list[datetime] = field(default_factory=list)
+    denials: list[DenyApprovalInput] = field(default_factory=list)
+    verifications: int = 0
+    callbacks: list[CallbackInput] = field(default_factory=list)
+    ledger: dict[str, LedgerInput] = field(default_factory=dict)
+    _requests: dict[str, _Request] = field(default_factory=dict)
+
+    def activities(self) -> list[Callable[..., Any]]:
+        """The activity callables to register on a worker."""
+        return [
+            self.submit,
+            self.fetch,
+            self.deny,
+            self.describe,
+            self.verify,
+            self.deliver_callback,
+            self.record_ledger,
+        ]
+
+    @staticmethod
+    def _now() -> datetime:
+        return activity.info().current_attempt_scheduled_time
+
+    def _status(self, req: _Request, now: datetime) -> SignatureStatus:
+        status = S.PENDING if self.approval else S.SIGNED
+        for after, step in self.steps:
+            if now - req.created_at >= after:
+                status = step
+        if req.denied_at is not None and now >= req.denied_at and status is S.PENDING:
+            status = S.REJECTED
+        return status
+
+    def _view(self, req: _Request, status: SignatureStatus) -> SignatureRequestView:
+        signed = status in (S.SIGNED, S.CONFIRMED)
+        return SignatureRequestView(
+            generation="keys",
+            id=req.id,
+            key_id="key-fake",
+            status=status,
+            raw_status=str(status),
+            signature=Signature(r="0x01", s="0x02", recid=0) if signed else None,
+            approval_id="ap-fake" if self.approval else None,
+            external_id=req.external_id,
+            date_requested=req.created_at,
+            reason="denied" if status is S.REJECTED else None,
+        )
+
+    @activity.defn(name=ids.ACTIVITY_SUBMIT)
+    async def submit(self, input: SubmitInput) -> SignatureRequestView:
+        self.submits += 1
+        if self.submit_error is not None:
+            raise self.submit_error
+        key = input.request.external_id or f"anon-{self.submits}"
+        req = self._requests.get(key)
+        if req is None:
+            self.created += 1
+            req = _Request(f"sig-fake-{self.created}", input.request.external_id, self._now())
+            self._requests[key] = req
+        return self._view(req, self._status(req, self._now()))
+
+    def _by_id(self, signature_id: str) -> _Request:
+        for req in self._requests.values():
+            if req.id == signature_id:
+                return req
+        raise ApplicationError(f"no request {signature_id}", type=ids.ERR_NOT_FOUND)
+
+    @activity.defn(name=ids.ACTIVITY_FETCH)
+    async def fetch(self, input: FetchInput) -> SignatureRequestView:
+        self.fetches += 1
+        self.fetch_times.append(self._now())
+        if self.failing_fetches > 0:
+            self.failing_fetches -= 1
+            raise ApplicationError("Dfns answered 403", type=ids.ERR_FORBIDDEN, non_retryable=True)
+        req = self._by_id(input.signature_id)
+        status = self.fetch_status_override or self._status(req, self._now())
+        return self._view(req, status)
+
+    @activity.defn(name=ids.ACTIVITY_DENY_APPROVAL)
+    async def deny(self, input: DenyApprovalInput) -> DenialResult:
+        self.denials.append(input)
+        if not self.deny_succeeds:
+            raise ApplicationError("forbidden", type=ids.ERR_FORBIDDEN, non_retryable=True)
+        for req in self._requests.values():
+            if self._status(req, self._now()) is S.PENDING:
+                req.denied_at = self._now()
+                return DenialResult(
+                    approval_id=input.approval_id,
+                    denied=True,
+                    approval_status="Denied",
+                    detail="denied",
+                )
+        return DenialResult(
+            approval_id=input.approval_id,
+            denied=False,
+            approval_status="Approved",
+            detail="the approval was already Approved",
+        )
+
+    @activity.defn(name=ids.ACTIVITY_DESCRIBE_APPROVAL)
+    async def describe(self, input: DescribeApprovalInput) -> ApprovalInfo:
+        denied = any(r.denied_at is not None for r in self._requests.values())
+        status = "Expired" if self.approval_expired else ("Denied" if denied else "Approved")
+        return ApprovalInfo(
+            id=input.approval_id,
+            status=status,
+            decisions=[ApprovalDecisionInfo(user_id="us-alice", value="Approved")],
+        )
+
+    @activity.defn(name=ids.ACTIVITY_VERIFY)
+    async def verify(self, input: VerifyInput) -> VerificationResult:
+        self.verifications += 1
+        return VerificationResult(status=self.verdict, method="fake", detail=self.verdict)
+
+    @activity.defn(name=ids.ACTIVITY_DELIVER_CALLBACK)
+    async def deliver_callback(self, input: CallbackInput) -> DeliveryReceipt:
+        self.callbacks.append(input)
+        return DeliveryReceipt(
+            kind="callback",
+            target=input.spec.url,
+            idempotency_key=input.idempotency_key,
+            first_time=True,
+            detail="ok",
+        )
+
+    @activity.defn(name=ids.ACTIVITY_RECORD_LEDGER)
+    async def record_ledger(self, input: LedgerInput) -> DeliveryReceipt:
+        first = input.idempotency_key not in self.ledger
+        self.ledger.setdefault(input.idempotency_key, input)
+        return DeliveryReceipt(
+            kind="ledger",
+            target="memory",
+            idempotency_key=input.idempotency_key,
+            first_time=first,
+            detail="ok",
+        )
