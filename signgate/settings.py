@@ -10,18 +10,29 @@ The default Dfns base URL is the embedded sandbox (``signgate sandbox``); pointi
 engine at real Dfns is a matter of setting ``SIGNGATE_DFNS_BASE_URL``,
 ``SIGNGATE_DFNS_AUTH_TOKEN``, ``SIGNGATE_DFNS_CREDENTIAL_ID`` and the credential's private
 key (``SIGNGATE_DFNS_PRIVATE_KEY`` or ``SIGNGATE_DFNS_PRIVATE_KEY_FILE``).
+
+Polling is adaptive: with ``SIGNGATE_WEBHOOKS_ENABLED=true`` (a receiver is registered and
+running) :meth:`Settings.polling_policy` hands new workflows the relaxed ``webhook_poll_*``
+policy (first poll after 15 s, backing off to 15 min: webhooks are the fast path, polls the
+safety net for lost events); without it, the tight ``poll_*`` one (2 s, backing off to
+1 min, the rate a 100-requests-a-minute trial org can afford for about 100 waiting requests).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from signgate.contracts import PollingPolicy
 
 ENV_PREFIX = "SIGNGATE_"
 DEFAULT_SANDBOX_URL = "http://127.0.0.1:8787"
@@ -78,14 +89,117 @@ class Settings(BaseSettings):
         default=None, ge=1, le=65535, description="Prometheus metrics port of the worker."
     )
 
+    # Worker (``python worker.py``)
+    ledger_path: Path = Field(
+        default=Path(".signgate/ledger.sqlite"),
+        description="SQLite file of the 'default' ledger delivery.",
+    )
+    callback_secret: SecretStr | None = Field(
+        default=None, description="HMAC secret of callback deliveries naming secret 'default'."
+    )
+    callback_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='More callback secrets by name, as JSON: {"payouts": "..."}.',
+    )
+    callback_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="HTTP timeout of one callback delivery."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics.")
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, le=3600, description="How long running activities get on SIGTERM."
+    )
+    max_concurrent_activities: int = Field(default=100, ge=1, le=10_000)
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=1, le=10_000)
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
+
+    # Webhook receiver (``signgate webhook``)
+    webhook_host: str = Field(
+        default="127.0.0.1", min_length=1, description="Address the webhook receiver binds."
+    )
+    webhook_port: int = Field(
+        default=8788, ge=0, le=65535, description="Port of the webhook receiver (0 = any free)."
+    )
+    webhook_secret_file: Path = Field(
+        default=Path(".signgate/webhook.json"),
+        description="Where `signgate webhook register` stores the webhook secret (mode 0600) "
+        "and the receiver reads it.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="A webhook secret given directly (e.g. from a secret store), accepted in "
+        "addition to the ones in the secret file.",
+    )
+    webhook_secondary_secret: SecretStr | None = Field(
+        default=None,
+        description="A second accepted secret, for rotating without refusing events in flight.",
+    )
+    webhook_tolerance_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=86400,
+        description="Largest accepted distance between an event's timestampSent and now.",
+    )
+    webhook_max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="Larger webhook bodies are refused with 413 before being read in full.",
+    )
+    webhook_lookup_timeout_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=25,
+        description="How long an event for a workflow not yet in the visibility index waits "
+        "for it before the receiver answers 503 (so Dfns delivers it again).",
+    )
+    webhook_route_cache_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="externalId -> workflow id entries the receiver keeps in memory.",
+    )
+
+    # Adaptive polling: webhooks are the fast path when configured, polls the safety net.
+    webhooks_enabled: bool = Field(
+        default=False,
+        description="A webhook receiver is registered and running: start workflows with the "
+        "relaxed webhook_poll_* policy instead of the tight poll_* one.",
+    )
+    poll_initial_seconds: float = Field(
+        default=2.0, ge=1, description="Without webhooks: first poll after submit (seconds)."
+    )
+    poll_max_seconds: float = Field(
+        default=60.0, ge=1, description="Without webhooks: longest interval between polls."
+    )
+    poll_backoff: float = Field(
+        default=2.0, ge=1, le=10, description="Without webhooks: interval growth per idle poll."
+    )
+    webhook_poll_initial_seconds: float = Field(
+        default=15.0, ge=1, description="With webhooks: first safety-net poll after submit."
+    )
+    webhook_poll_max_seconds: float = Field(
+        default=900.0, ge=1, description="With webhooks: longest interval between polls."
+    )
+    webhook_poll_backoff: float = Field(
+        default=2.0, ge=1, le=10, description="With webhooks: interval growth per idle poll."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("callback_secrets", mode="before")
+    @classmethod
+    def _json_map(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise ValueError("must be a JSON object of name -> secret") from None
+        return value
 
     @field_validator("dfns_base_url")
     @classmethod
@@ -99,6 +213,19 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("the base URL must not carry a query string or fragment")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_polling(self) -> Self:
+        for prefix in ("poll", "webhook_poll"):
+            initial = getattr(self, f"{prefix}_initial_seconds")
+            maximum = getattr(self, f"{prefix}_max_seconds")
+            if maximum < initial:
+                name = f"{ENV_PREFIX}{prefix.upper()}"
+                raise ValueError(
+                    f"{name}_MAX_SECONDS ({maximum:g}) must not be shorter than "
+                    f"{name}_INITIAL_SECONDS ({initial:g})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _check_credential(self) -> Self:
@@ -143,6 +270,43 @@ class Settings(BaseSettings):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+
+    def polling_policy(self, *, webhooks: bool | None = None) -> PollingPolicy:
+        """The polling policy a new workflow should get.
+
+        With webhooks (``webhooks`` or, when ``None``, :attr:`webhooks_enabled`) polls are
+        only the safety net for lost events, so they back off far (``webhook_poll_*``);
+        without them polling is the only way to learn of a change and stays tight
+        (``poll_*``).
+        """
+        # Imported here: contracts pulls in temporalio, which settings alone does not need.
+        from signgate.contracts import PollingPolicy
+
+        relaxed = self.webhooks_enabled if webhooks is None else webhooks
+        if relaxed:
+            initial, maximum, backoff = (
+                self.webhook_poll_initial_seconds,
+                self.webhook_poll_max_seconds,
+                self.webhook_poll_backoff,
+            )
+        else:
+            initial, maximum, backoff = (
+                self.poll_initial_seconds,
+                self.poll_max_seconds,
+                self.poll_backoff,
+            )
+        return PollingPolicy(
+            initial_interval=timedelta(seconds=initial),
+            max_interval=timedelta(seconds=maximum),
+            backoff_coefficient=backoff,
+        )
+
+    def all_callback_secrets(self) -> dict[str, SecretStr]:
+        """Callback secrets by name, ``default`` included when set."""
+        secrets = dict(self.callback_secrets)
+        if self.callback_secret is not None:
+            secrets.setdefault("default", self.callback_secret)
+        return secrets
 
     def credential_private_key_pem(self) -> str | None:
         """The credential's PEM private key, read from the file form when that is used."""

@@ -85,3 +85,94 @@ def test_unreadable_key_file_is_explained(tmp_path: Path) -> None:
     )
     with pytest.raises(SettingsError, match="cannot read it"):
         settings.credential_private_key_pem()
+
+
+# --- webhook receiver and adaptive polling ---------------------------------------------------
+
+
+def test_webhook_receiver_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.webhook_host, settings.webhook_port) == ("127.0.0.1", 8788)
+    assert settings.webhook_secret_file == Path(".signgate/webhook.json")
+    assert settings.webhook_tolerance_seconds == 300
+    assert settings.webhook_max_body_bytes == 1_048_576
+    assert settings.webhook_secret is None and settings.webhook_secondary_secret is None
+    assert settings.webhooks_enabled is False
+
+
+def test_webhook_secrets_are_never_shown() -> None:
+    settings = Settings.from_env(
+        {
+            "SIGNGATE_WEBHOOK_SECRET": "whs-primary-value",
+            "SIGNGATE_WEBHOOK_SECONDARY_SECRET": "whs-rotating-value",
+            "SIGNGATE_WEBHOOK_TOLERANCE_SECONDS": "60",
+            "SIGNGATE_WEBHOOK_PORT": "0",
+        }
+    )
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == "whs-primary-value"
+    assert settings.webhook_tolerance_seconds == 60
+    assert settings.webhook_port == 0
+    assert "whs-primary-value" not in repr(settings)
+    assert "whs-rotating-value" not in repr(settings)
+
+
+def test_polling_is_tight_without_webhooks_and_relaxed_with_them() -> None:
+    from datetime import timedelta
+
+    tight = Settings.from_env({}).polling_policy()
+    relaxed = Settings.from_env({"SIGNGATE_WEBHOOKS_ENABLED": "true"}).polling_policy()
+    assert tight.initial_interval == timedelta(seconds=2)
+    assert tight.max_interval == timedelta(minutes=1)
+    assert relaxed.initial_interval == timedelta(seconds=15)
+    assert relaxed.max_interval == timedelta(minutes=15)
+    assert relaxed.max_interval > tight.max_interval
+    # A starter may also decide per call.
+    assert Settings.from_env({}).polling_policy(webhooks=True) == relaxed
+
+
+def test_polling_policies_are_settable() -> None:
+    from datetime import timedelta
+
+    settings = Settings.from_env(
+        {
+            "SIGNGATE_POLL_INITIAL_SECONDS": "1",
+            "SIGNGATE_POLL_MAX_SECONDS": "10",
+            "SIGNGATE_POLL_BACKOFF": "1.5",
+            "SIGNGATE_WEBHOOK_POLL_INITIAL_SECONDS": "60",
+            "SIGNGATE_WEBHOOK_POLL_MAX_SECONDS": "3600",
+            "SIGNGATE_WEBHOOK_POLL_BACKOFF": "3",
+        }
+    )
+    tight = settings.polling_policy(webhooks=False)
+    assert (tight.initial_interval, tight.max_interval) == (
+        timedelta(seconds=1),
+        timedelta(seconds=10),
+    )
+    assert tight.backoff_coefficient == 1.5
+    relaxed = settings.polling_policy(webhooks=True)
+    assert relaxed.max_interval == timedelta(hours=1)
+    assert relaxed.backoff_coefficient == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"SIGNGATE_WEBHOOK_PORT": "70000"}, "SIGNGATE_WEBHOOK_PORT"),
+        ({"SIGNGATE_WEBHOOK_TOLERANCE_SECONDS": "0"}, "SIGNGATE_WEBHOOK_TOLERANCE_SECONDS"),
+        ({"SIGNGATE_WEBHOOK_MAX_BODY_BYTES": "10"}, "SIGNGATE_WEBHOOK_MAX_BODY_BYTES"),
+        ({"SIGNGATE_POLL_INITIAL_SECONDS": "0.5"}, "SIGNGATE_POLL_INITIAL_SECONDS"),
+        (
+            {
+                "SIGNGATE_WEBHOOK_POLL_INITIAL_SECONDS": "120",
+                "SIGNGATE_WEBHOOK_POLL_MAX_SECONDS": "60",
+            },
+            "SIGNGATE_WEBHOOK_POLL_MAX_SECONDS (60) must not be shorter",
+        ),
+        ({"SIGNGATE_WEBHOOKS_ENABLED": "maybe"}, "SIGNGATE_WEBHOOKS_ENABLED"),
+    ],
+)
+def test_bad_webhook_and_polling_values_are_named(env: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env(env)
+    assert expected in str(info.value)

@@ -1,0 +1,396 @@
+"""End to end: dev server, sandbox, receiver and worker over real HTTP, with webhook faults.
+
+* an approval wakes the workflow at once (its poll timer is an hour away);
+* duplicated and reordered deliveries change nothing and cost no extra signals;
+* a lost ``signed`` event is caught by the next poll;
+* a forged event is refused and the workflow is untouched;
+* a receiver restarted mid-stream loses nothing: the sandbox retries;
+* an event that beats the visibility index is answered 503, a retry still unknown 200;
+* ``signgate webhook register`` and ``signgate webhook`` as processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from signgate import ids
+from signgate.contracts import SignatureWorkflowInput
+from signgate.dfns.requests import HashRequest
+from signgate.webhook.verify import SIGNATURE_HEADER
+from tests.support.sandbox import EngineSandbox
+from tests.support.temporal import DevServer, free_port
+from tests.webhook.stack import (
+    FAST_POLLS,
+    NO_TIMER_POLLS,
+    Handle,
+    RunningReceiver,
+    approval_id_of,
+    eventually,
+    progress,
+    start_gated,
+    webhook_events,
+)
+from tests.webhook.support import event, sign, signature_request, signed
+from workflows.signature import SignatureWorkflow
+
+pytestmark = pytest.mark.e2e
+
+
+async def approval_reported(handle: Handle) -> None:
+    """Wait until the ``policy.approval.pending`` webhook reached the workflow."""
+
+    async def probe() -> bool | None:
+        return True if (await progress(handle)).approval is not None else None
+
+    await eventually(probe)
+
+
+async def signals_in(handle: Handle) -> int:
+    history = await handle.fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+
+
+async def post(url: str, body: bytes, header: str) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as http:
+        return await http.post(
+            url,
+            content=body,
+            headers={SIGNATURE_HEADER: header, "Content-Type": "application/json"},
+        )
+
+
+async def test_an_approved_request_completes_without_waiting_for_a_poll(
+    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+) -> None:
+    async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
+        ping = await sandbox.dfns_client("engine", http).ping_webhook(
+            receiver.registration.webhook_id
+        )
+    assert ping.status == "200", ping
+
+    handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+    approval_id = await approval_id_of(handle)
+    await approval_reported(handle)
+    waiting = await progress(handle)
+    assert waiting.status == "Pending"
+    assert waiting.approval is not None and waiting.approval.status == "Pending"
+    assert waiting.polls == 0
+
+    await sandbox.decide(approval_id, "alice", "bob")
+    async with asyncio.timeout(20):
+        outcome = await handle.result()
+
+    assert outcome.kind == "signed"
+    assert outcome.verification is not None and outcome.verification.status == "verified"
+    # The timer was an hour away: every poll was one a webhook asked for.
+    assert 1 <= outcome.polls <= 2
+    done = await progress(handle)
+    assert done.events_applied >= 2
+    assert outcome.approval is not None
+    deciders = {d.user_id for d in outcome.approval.decisions}
+    assert deciders == {sandbox.identity("alice").user_id, sandbox.identity("bob").user_id}
+    stats = receiver.receiver.stats
+    assert stats["delivered"] >= 2
+    assert receiver.receiver.kinds["wallet.signature.signed"] >= 1
+    assert not any(key.startswith("rejected:") for key in stats)
+
+    # A late event (a status never delivered before) for the finished workflow: 200, closed.
+    late = event(
+        "wallet.signature.failed",
+        {
+            "signatureRequest": signature_request(
+                "Failed", external_id=outcome.external_id, signature_id=str(outcome.signature_id)
+            )
+        },
+    )
+    response = await post(receiver.url, *signed(late, receiver.secret()))
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "closed"
+
+
+async def test_duplicated_and_reordered_events_change_nothing(
+    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+) -> None:
+    await sandbox.set_faults(
+        webhookDuplicate=1.0, webhookReorder=3, webhookReorderHoldSeconds=0.3, webhookSeed=11
+    )
+    handles = [await start_gated(client, sandbox, worker, NO_TIMER_POLLS) for _ in range(4)]
+    for handle in handles:
+        await approval_reported(handle)
+    for handle in handles:
+        await sandbox.decide(await approval_id_of(handle), "alice", "bob")
+    async with asyncio.timeout(30):
+        outcomes = await asyncio.gather(*(h.result() for h in handles))
+
+    for handle, outcome in zip(handles, outcomes, strict=True):
+        assert outcome.kind == "signed", handle.id
+        assert outcome.verification is not None and outcome.verification.status == "verified"
+        # Still exactly one Dfns request per workflow.
+        found = await sandbox.signatures_with_external_id("evm-gated", outcome.external_id)
+        assert found == [outcome.signature_id]
+        # Each piece of news reached the workflow once: approval pending, approval resolved,
+        # signed. Every duplicate stopped at the receiver.
+        assert await signals_in(handle) <= 3
+    assert receiver.receiver.stats["duplicate"] >= 4
+
+
+async def test_a_lost_signed_event_is_caught_by_the_next_poll(
+    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+) -> None:
+    handle = await start_gated(client, sandbox, worker, FAST_POLLS)
+    approval_id = await approval_id_of(handle)
+    await approval_reported(handle)
+    await sandbox.set_faults(webhookLoss=1.0)
+    await sandbox.decide(approval_id, "alice", "bob")
+    async with asyncio.timeout(20):
+        outcome = await handle.result()
+
+    assert outcome.kind == "signed"
+    assert outcome.verification is not None and outcome.verification.status == "verified"
+    assert outcome.polls >= 1
+    assert receiver.receiver.kinds["wallet.signature.signed"] == 0
+    # The sandbox believes it delivered the event: it vanished on the way, as Dfns warns.
+    events = await webhook_events(sandbox, receiver.registration.webhook_id)
+    signed_events = [e for e in events if e["kind"] == "wallet.signature.signed"]
+    assert signed_events and all(e["status"] == "200" for e in signed_events)
+
+
+async def test_a_forged_event_is_refused_and_the_workflow_untouched(
+    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+) -> None:
+    handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+    approval_id = await approval_id_of(handle)
+    await approval_reported(handle)
+    before = await progress(handle)
+    signals_before = await signals_in(handle)
+    assert before.signature_id is not None
+
+    forged = event(
+        "wallet.signature.rejected",
+        {
+            "signatureRequest": signature_request(
+                "Rejected",
+                external_id=ids.external_id_for(handle.id),
+                signature_id=before.signature_id,
+            )
+        },
+    )
+    body, _ = signed(forged)
+    response = await post(receiver.url, body, sign(body, "whs-forger-does-not-know-it"))
+    assert response.status_code == 401
+    assert response.json()["error"] == "bad-signature"
+    # A genuine body replayed later than the tolerance is refused too.
+    stale = dict(forged, timestampSent=forged["timestampSent"] - 3600)
+    response = await post(receiver.url, *signed(stale, receiver.secret()))
+    assert response.status_code == 401
+    assert response.json()["error"] == "stale-timestamp"
+
+    after = await progress(handle)
+    assert after.status == "Pending"
+    assert after.events_applied == before.events_applied
+    assert after.events_ignored == before.events_ignored
+    assert await signals_in(handle) == signals_before
+
+    await sandbox.decide(approval_id, "alice", "bob")
+    async with asyncio.timeout(20):
+        outcome = await handle.result()
+    assert outcome.kind == "signed"
+
+
+async def test_a_receiver_restarted_mid_stream_loses_nothing(
+    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+) -> None:
+    handles = [await start_gated(client, sandbox, worker, NO_TIMER_POLLS) for _ in range(3)]
+    approvals = [await approval_id_of(h) for h in handles]
+    for handle in handles:
+        await approval_reported(handle)  # the stream's first events got through
+
+    await receiver.server.stop()
+    for approval_id in approvals:
+        await sandbox.decide(approval_id, "alice", "bob")
+
+    async def refused() -> bool | None:
+        events = await webhook_events(sandbox, receiver.registration.webhook_id)
+        return True if any(e["deliveryFailed"] for e in events) else None
+
+    await eventually(refused)
+    await receiver.server.start()
+    async with asyncio.timeout(30):
+        outcomes = await asyncio.gather(*(h.result() for h in handles))
+
+    assert [o.kind for o in outcomes] == ["signed"] * 3
+    assert receiver.receiver.stats["redelivered"] >= 1
+    events = await webhook_events(sandbox, receiver.registration.webhook_id)
+    assert any(e["status"] == "ECONNREFUSED" for e in events)
+    assert any(e["deliveryAttempt"] >= 2 and e["status"] == "200" for e in events)
+
+
+async def test_an_event_that_beats_the_visibility_index(
+    client: Client, sandbox: EngineSandbox, receiver: RunningReceiver
+) -> None:
+    # No worker polls this queue, so the workflow never runs its first task and its
+    # externalId search attribute never becomes visible: the receiver cannot find it.
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        SignatureWorkflowInput(
+            target=sandbox.target("key", "evm-gated"),
+            request=HashRequest(hash="0x" + uuid.uuid4().hex * 2),
+        ),
+        id=f"wh-invisible-{uuid.uuid4().hex[:8]}",
+        task_queue=f"nobody-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        data = {
+            "signatureRequest": signature_request(
+                "Signed", external_id=ids.external_id_for(handle.id)
+            )
+        }
+        first = await post(receiver.url, *signed(event(data=data), receiver.secret()))
+        assert first.status_code == 503, first.text
+        retry = await post(receiver.url, *signed(event(data=data, attempt=2), receiver.secret()))
+        assert retry.status_code == 200
+        assert retry.json()["outcome"] == "not-ours"
+    finally:
+        await handle.terminate("test over")
+
+
+def _command_env(sandbox: EngineSandbox, dev_server: DevServer, tmp_path: Path) -> dict[str, str]:
+    engine = sandbox.identity("engine")
+    key_file = tmp_path / "engine.pem"
+    key_file.write_text(engine.private_key_pem)
+    key_file.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNGATE_", "TEMPORAL_"))}
+    env.update(
+        {
+            "SIGNGATE_DFNS_BASE_URL": sandbox.base_url,
+            "SIGNGATE_DFNS_AUTH_TOKEN": engine.auth_token,
+            "SIGNGATE_DFNS_CREDENTIAL_ID": engine.cred_id,
+            "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(key_file),
+            "SIGNGATE_WEBHOOK_SECRET_FILE": str(tmp_path / "state" / "webhook.json"),
+            "SIGNGATE_LOG_FORMAT": "json",
+            "TEMPORAL_ADDRESS": dev_server.address,
+            "TEMPORAL_NAMESPACE": dev_server.namespace,
+        }
+    )
+    return env
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def _run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signgate.webhook",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, output.decode()
+
+
+async def test_the_commands_register_and_serve(
+    client: Client,
+    sandbox: EngineSandbox,
+    dev_server: DevServer,
+    worker: str,
+    tmp_path: Path,
+) -> None:
+    env = _command_env(sandbox, dev_server, tmp_path)
+    secret_file = Path(env["SIGNGATE_WEBHOOK_SECRET_FILE"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhooks/dfns"
+
+    code, output = await _run(env, "register", "--url", url)
+    assert code == 0, output
+    stored = _read_json(secret_file)
+    secret = stored["current"]["secret"]
+    first_id = stored["current"]["webhookId"]
+    assert f"registered webhook {first_id}" in output
+    assert secret not in output
+    assert _mode(secret_file) == 0o600
+
+    serving = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "signgate.webhook",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[str] = []
+    try:
+        assert serving.stdout is not None
+        async with asyncio.timeout(20):
+            while "listening on" not in (line := (await serving.stdout.readline()).decode()):
+                assert line, "the receiver exited: " + "".join(lines)
+                lines.append(line)
+        assert url in line
+
+        handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+        await sandbox.decide(await approval_id_of(handle), "alice", "bob")
+        async with asyncio.timeout(20):
+            outcome = await handle.result()
+        assert outcome.kind == "signed"
+
+        async with httpx.AsyncClient(timeout=5) as http:
+            health = (await http.get(f"http://127.0.0.1:{port}/healthz")).json()
+        assert health["counts"]["delivered"] >= 1
+
+        # Registering again rotates: the old webhook is deleted, its secret still accepted.
+        code, output = await _run(env, "register", "--url", url, "--replace")
+        assert code == 0, output
+        rotated = _read_json(secret_file)
+        assert rotated["previous"]["webhookId"] == first_id
+        assert rotated["current"]["webhookId"] != first_id
+        assert f"previous webhook {first_id}: deleted at Dfns" in output
+        async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
+            listed = await sandbox.dfns_client("engine", http).list_webhooks()
+        assert first_id not in {w.id for w in listed.items}
+        old_signed = event(data={"signatureRequest": signature_request(external_id="invoice-1")})
+        response = await post(url, *signed(old_signed, secret))
+        assert response.status_code == 200 and response.json()["outcome"] == "not-ours"
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            rest, _ = await serving.communicate()
+        async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
+            dfns = sandbox.dfns_client("engine", http)
+            for webhook in (await dfns.list_webhooks()).items:
+                if webhook.url == url:
+                    await dfns.delete_webhook(webhook.id)
+    logs = "".join(lines) + rest.decode()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so a parent sees why it stopped.
+    assert serving.returncode in (0, -signal.SIGTERM), logs
+    assert "Finished server process" in logs
+    assert secret not in logs
+    assert rotated["current"]["secret"] not in logs

@@ -1,0 +1,166 @@
+"""What a verified event means: status hints, approval progress, or nothing for us."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from signgate.dfns.models import SignatureStatus
+from signgate.webhook.events import (
+    SUBSCRIBED_EVENTS,
+    ApprovalNotice,
+    IgnoredNotice,
+    SignatureNotice,
+    parse_notice,
+)
+from signgate.webhook.verify import Rejection, WebhookRejected
+from tests.webhook.support import EXTERNAL_ID, approval, event, signature_request
+
+
+def test_a_signed_event_becomes_a_status_hint() -> None:
+    payload = event("wallet.signature.signed", attempt=2, retryOf="whe-previous")
+    notice = parse_notice(payload)
+    assert isinstance(notice, SignatureNotice)
+    assert notice.worth_delivering
+    hint = notice.status_event()
+    assert hint.signature_id == "sig-1"
+    assert hint.status is SignatureStatus.SIGNED
+    assert hint.external_id == EXTERNAL_ID
+    assert hint.source == "webhook"
+    assert hint.event_id == payload["id"]
+    assert hint.occurred_at == datetime(2025, 1, 1, 0, 0, 6, tzinfo=UTC)
+    assert notice.attempt == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("wallet.signature.rejected", SignatureStatus.REJECTED),
+        ("wallet.signature.failed", SignatureStatus.FAILED),
+    ],
+)
+def test_terminal_kinds_carry_their_status(kind: str, status: SignatureStatus) -> None:
+    notice = parse_notice(event(kind, {"signatureRequest": signature_request(str(status))}))
+    assert isinstance(notice, SignatureNotice)
+    assert notice.status_event().status is status
+
+
+def test_the_kind_stands_in_for_a_missing_or_new_status() -> None:
+    request = signature_request()
+    del request["status"]
+    notice = parse_notice(event("wallet.signature.signed", {"signatureRequest": request}))
+    assert isinstance(notice, SignatureNotice) and notice.status is SignatureStatus.SIGNED
+    request["status"] = "Teleported"
+    notice = parse_notice(event("wallet.signature.rejected", {"signatureRequest": request}))
+    assert isinstance(notice, SignatureNotice) and notice.status is SignatureStatus.REJECTED
+    assert notice.raw_status == "Teleported"
+
+
+def test_a_requested_event_moves_nothing() -> None:
+    notice = parse_notice(
+        event("wallet.signature.requested", {"signatureRequest": signature_request("Pending")})
+    )
+    assert isinstance(notice, SignatureNotice)
+    assert not notice.worth_delivering
+
+
+def test_duplicates_share_a_key_whatever_the_attempt() -> None:
+    first = parse_notice(event(attempt=1))
+    again = parse_notice(event(attempt=3))
+    other = parse_notice(event(data={"signatureRequest": signature_request("Failed")}))
+    assert isinstance(first, SignatureNotice) and isinstance(again, SignatureNotice)
+    assert isinstance(other, SignatureNotice)
+    assert first.event_id != again.event_id
+    assert first.dedupe_key == again.dedupe_key != other.dedupe_key
+
+
+def test_an_approval_event_reports_decisions() -> None:
+    decisions = [
+        {"userId": "us-alice", "date": "2025-01-01T00:00:04.000Z", "value": "Approved"},
+        {"userId": "us-bob", "date": "2025-01-01T00:00:05.000Z", "value": "Denied", "reason": "no"},
+    ]
+    notice = parse_notice(
+        event("policy.approval.resolved", {"approval": approval("Denied", decisions=decisions)})
+    )
+    assert isinstance(notice, ApprovalNotice)
+    assert notice.external_id == EXTERNAL_ID
+    assert notice.event.approval_id == "ap-1"
+    assert notice.event.status == "Denied"
+    assert notice.event.signature_id == "sig-1"
+    assert [(d.user_id, d.value, d.reason) for d in notice.event.decisions] == [
+        ("us-alice", "Approved", None),
+        ("us-bob", "Denied", "no"),
+    ]
+    assert notice.event.quorum is None
+    pending = parse_notice(event("policy.approval.pending", {"approval": approval("Pending")}))
+    assert isinstance(pending, ApprovalNotice)
+    assert pending.dedupe_key != notice.dedupe_key
+
+
+def test_approvals_that_gate_no_signature_request_are_ignored() -> None:
+    raw = approval()
+    raw["activity"] = {"kind": "Policies:Modify", "changeRequest": {"id": "cr-1"}}
+    notice = parse_notice(event("policy.approval.pending", {"approval": raw}))
+    assert isinstance(notice, IgnoredNotice)
+    assert "Policies:Modify" in notice.reason
+    old_shape = parse_notice(event("policy.approval.resolved", {"activityId": "sig-1"}))
+    assert isinstance(old_shape, IgnoredNotice)
+
+
+def test_dfns_kinds_we_do_not_act_on_are_ignored() -> None:
+    for kind in ("key.created", "policy.triggered", "wallet.transfer.confirmed", "swap.failed"):
+        notice = parse_notice(event(kind, {"whatever": 1}))
+        assert isinstance(notice, IgnoredNotice)
+        assert notice.kind == kind
+
+
+def test_the_sandbox_ping_is_ignored() -> None:
+    notice = parse_notice(event("webhook.ping", {"webhookId": "wh-1", "message": "hi"}))
+    assert isinstance(notice, IgnoredNotice)
+
+
+def test_unknown_kind_is_422() -> None:
+    with pytest.raises(WebhookRejected) as info:
+        parse_notice(event("wallet.signature.teleported"))
+    assert info.value.reason is Rejection.UNKNOWN_KIND
+    assert info.value.status == 422
+    assert "wallet.signature.teleported" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (lambda p: p.pop("kind"), "kind"),
+        (lambda p: p.pop("id"), "id"),
+        (lambda p: p.pop("deliveryAttempt"), "deliveryAttempt"),
+        (lambda p: p.update(data=[1]), "data"),
+        (lambda p: p.update(date="yesterday"), "date"),
+        (lambda p: p.update(data={}), "data.signatureRequest"),
+        (lambda p: p["data"]["signatureRequest"].pop("id"), "data.signatureRequest.id"),
+    ],
+)
+def test_an_envelope_without_required_fields_is_400(mutate: object, where: str) -> None:
+    payload = event()
+    mutate(payload)  # type: ignore[operator]
+    with pytest.raises(WebhookRejected) as info:
+        parse_notice(payload)
+    assert info.value.reason is Rejection.INVALID_EVENT
+    assert info.value.status == 400
+    assert where in info.value.message
+
+
+def test_the_registration_subscribes_to_what_the_receiver_acts_on() -> None:
+    acted_on = set()
+    for kind in SUBSCRIBED_EVENTS:
+        notice = parse_notice(event(kind))
+        assert not isinstance(notice, IgnoredNotice)
+        acted_on.add(kind)
+    assert acted_on == {
+        "wallet.signature.requested",
+        "wallet.signature.signed",
+        "wallet.signature.failed",
+        "wallet.signature.rejected",
+        "policy.approval.pending",
+        "policy.approval.resolved",
+    }
