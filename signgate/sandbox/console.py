@@ -30,7 +30,7 @@ import functools
 import ipaddress
 import json
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -47,7 +47,7 @@ from signgate import crypto
 from signgate.logs import get_logger
 from signgate.sandbox.clock import isoformat
 from signgate.sandbox.errors import SandboxError
-from signgate.sandbox.identity import b64url
+from signgate.sandbox.identity import b64url, permission_allows
 from signgate.sandbox.policies import Actor, _can_approve
 from signgate.sandbox.validation import validate
 
@@ -231,7 +231,7 @@ class _Directory:
                     username=str(raw["username"]),
                     is_service_account=bool(raw["isServiceAccount"]),
                     is_initiator=raw["userId"] == initiator,
-                    can_decide=_allows(raw["permissions"], DECIDE_PERMISSION),
+                    can_decide=permission_allows(frozenset(raw["permissions"]), DECIDE_PERMISSION),
                 )
                 for name, raw in document["identities"].items()
             ]
@@ -262,15 +262,6 @@ class _Directory:
         for user in self.all():
             message = message.replace(user.user_id, user.name)
         return message
-
-
-def _allows(permissions: Iterable[str], permission: str) -> bool:
-    for pattern in permissions:
-        if pattern in ("*", permission):
-            return True
-        if pattern.endswith(":*") and permission.startswith(pattern[:-1]):
-            return True
-    return False
 
 
 # --- deciding as a user --------------------------------------------------------------------
