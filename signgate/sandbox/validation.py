@@ -1,10 +1,12 @@
 """Request-body validation against the Dfns spec slices shipped in ``schemas/``.
 
 A schema is named by its file (``"generate-signature.request"``) or by a file and one of
-its top-level entries (``"policies#createPolicyBody"``). The first problem becomes a 400
-whose message names the field, e.g. ``body.hash: '0x12' does not match
-'^(0x)?[0-9a-fA-F]{64}$'`` or ``body.action.approvalGroups[0].quorum: 0 is less than the
-minimum of 1``.
+its top-level entries (``"policies#createPolicyBody"``). One problem becomes a 400 whose
+message names the field, e.g. ``body.hash: '0x12' does not match '^(0x)?[0-9a-fA-F]{64}$'``
+or ``body.action.approvalGroups[0].quorum: 0 is less than the minimum of 1``. When a body
+has several, the shallowest is named (spec order among equals), a wrong discriminator
+before the other problems of its object; a value that is not an object reads
+``must be a JSON object``.
 
 Discriminated ``oneOf`` unions (every branch pins ``activityKind`` or ``kind`` with an
 ``enum``: the signature request ``kind``, ``firstFactor.kind``, a policy's ``activityKind``,

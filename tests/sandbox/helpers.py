@@ -2,10 +2,9 @@
 
 * :class:`Dfns`: a small Dfns client, with User Action Signing written here using
   ``cryptography`` directly (not signgate's code) for all four credential algorithms.
-* :func:`serve` / :func:`client_for`: bodies of each test module's ``server`` (one sandbox
-  per module, real HTTP on 127.0.0.1, a fresh SQLite file) and ``dfns`` (reset after each
-  test) fixtures. Each module declares its own two fixtures, so nothing depends on a shared
-  ``conftest.py`` in a directory other suites use too.
+* :func:`serve` / :func:`client_for`: bodies of the ``server`` (one sandbox per module, real
+  HTTP on 127.0.0.1, a fresh SQLite file) and ``dfns`` (reset after each test) fixtures in
+  ``tests/sandbox/conftest.py``, which only this directory's tests see.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import coincurve
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +34,18 @@ _HASHES: dict[str, hashes.HashAlgorithm] = {
     "SHA384": hashes.SHA384(),
     "SHA512": hashes.SHA512(),
 }
+
+
+def recover(digest: bytes, signature: dict[str, Any]) -> bytes:
+    """The compressed secp256k1 key an ECDSA ``{r, s, recid}`` over ``digest`` recovers to.
+
+    ``coincurve`` (libsecp256k1), not the sandbox's signing code, does the recovery.
+    """
+    r, s = (bytes.fromhex(signature[n].removeprefix("0x")) for n in ("r", "s"))
+    key = coincurve.PublicKey.from_signature_and_message(
+        r + s + bytes([signature["recid"]]), digest, hasher=None
+    )
+    return bytes(key.format(compressed=True))
 
 
 def b64url(data: bytes) -> str:
@@ -149,6 +161,12 @@ class Dfns:
         self, challenge: dict[str, Any], *, as_: str = "engine", algorithm: str | None = None
     ) -> httpx.Response:
         factor = self.identity(as_).sign_challenge(challenge["challenge"], algorithm=algorithm)
+        return self.present(challenge, factor, as_=as_)
+
+    def present(
+        self, challenge: dict[str, Any], factor: dict[str, Any], *, as_: str = "engine"
+    ) -> httpx.Response:
+        """``POST /auth/action`` with ``factor`` as the first factor, whatever it holds."""
         return self.http.post(
             "/auth/action",
             json={"challengeIdentifier": challenge["challengeIdentifier"], "firstFactor": factor},

@@ -15,21 +15,8 @@ from tests.sandbox.helpers import (
     Dfns,
     Receiver,
     approval_policy,
-    client_for,
     sandbox_settings,
-    serve,
 )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture
-def dfns(server: SandboxServer) -> Iterator[Dfns]:
-    yield from client_for(server)
-
 
 HASH_BODY = {"kind": "Hash", "hash": "0x" + "5a" * 32}
 

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from signgate.sandbox.server import SandboxServer
-from tests.sandbox.helpers import Dfns, b64url, client_for, compact, serve
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture
-def dfns(server: SandboxServer) -> Iterator[Dfns]:
-    yield from client_for(server)
-
+from tests.sandbox.helpers import Dfns, b64url, compact
 
 HASH_BODY = {"kind": "Hash", "hash": "0x" + "ab" * 32}
 
@@ -150,29 +137,17 @@ def test_bad_assertions_are_refused(dfns: Dfns) -> None:
     challenge = dfns.challenge("POST", "/keys/x/signatures", "")
     # Signed by alice's key but presented by the engine.
     factor = dfns.identity("alice").sign_challenge(challenge["challenge"])
-    response = dfns.http.post(
-        "/auth/action",
-        json={"challengeIdentifier": challenge["challengeIdentifier"], "firstFactor": factor},
-        headers=dfns.headers("engine"),
-    )
+    response = dfns.present(challenge, factor)
     assert response.status_code == 401
     # The right credential over the wrong challenge.
     factor = dfns.identity("engine").sign_challenge("some-other-challenge")
-    response = dfns.http.post(
-        "/auth/action",
-        json={"challengeIdentifier": challenge["challengeIdentifier"], "firstFactor": factor},
-        headers=dfns.headers("engine"),
-    )
+    response = dfns.present(challenge, factor)
     assert response.status_code == 400
     assert "challenge" in _error(response)["message"]
     # A tampered signature.
     factor = dfns.identity("engine").sign_challenge(challenge["challenge"])
     factor["credentialAssertion"]["signature"] = b64url(b"\x00" * 64)
-    response = dfns.http.post(
-        "/auth/action",
-        json={"challengeIdentifier": challenge["challengeIdentifier"], "firstFactor": factor},
-        headers=dfns.headers("engine"),
-    )
+    response = dfns.present(challenge, factor)
     assert response.status_code == 400
     assert "does not verify" in _error(response)["message"]
     # The genuine assertion works once; the challenge is then spent.

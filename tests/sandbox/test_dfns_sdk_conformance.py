@@ -11,23 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import coincurve
 import pytest
 from dfns_sdk import DfnsClient, DfnsClientConfig, DfnsError, KeySigner
 
 from signgate.sandbox.server import SandboxServer
-from tests.sandbox.helpers import Dfns, client_for, serve
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture
-def dfns(server: SandboxServer) -> Iterator[Dfns]:
-    yield from client_for(server)
-
+from tests.sandbox.helpers import Dfns, recover
 
 HASH = "0x" + "3c" * 32
 
@@ -102,16 +90,8 @@ def test_full_flow_with_the_official_sdk(sdk: dict[str, DfnsClient], dfns: Dfns)
     dfns.advance(5)
     final: dict[str, Any] = dict(engine.keys.get_signature(key_id, created["id"]))
     assert final["status"] == "Signed"
-    signature = final["signature"]
-    sig65 = (
-        bytes.fromhex(signature["r"][2:])
-        + bytes.fromhex(signature["s"][2:])
-        + bytes([signature["recid"]])
-    )
-    recovered = coincurve.PublicKey.from_signature_and_message(
-        sig65, bytes.fromhex(HASH[2:]), hasher=None
-    )
-    assert bytes(recovered.format()).hex() == dfns.key("evm")["publicKey"]
+    recovered = recover(bytes.fromhex(HASH[2:]), final["signature"])
+    assert recovered.hex() == dfns.key("evm")["publicKey"]
 
     # A body-less signed DELETE: the SDK signs "" and sends nothing.
     archived: dict[str, Any] = dict(engine.policies.delete_policy(policy["id"]))

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import coincurve
 import httpx
 import pytest
 
-from signgate.sandbox.server import SandboxServer
-from tests.sandbox.helpers import Dfns, client_for, serve
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture
-def dfns(server: SandboxServer) -> Iterator[Dfns]:
-    yield from client_for(server)
-
+from tests.sandbox.helpers import Dfns, recover
 
 HASH = "0x" + "77" * 32
 
@@ -86,16 +72,8 @@ def test_drop_path_prefix_limits_which_writes_drop(dfns: Dfns) -> None:
 
 
 def _verifies(dfns: Dfns, result: dict[str, Any]) -> bool:
-    signature = result["signature"]
-    sig65 = (
-        bytes.fromhex(signature["r"][2:])
-        + bytes.fromhex(signature["s"][2:])
-        + bytes([signature["recid"]])
-    )
-    recovered = coincurve.PublicKey.from_signature_and_message(
-        sig65, bytes.fromhex(HASH[2:]), hasher=None
-    )
-    return bool(bytes(recovered.format()).hex() == dfns.key("evm")["publicKey"])
+    recovered = recover(bytes.fromhex(HASH[2:]), result["signature"])
+    return bool(recovered.hex() == dfns.key("evm")["publicKey"])
 
 
 def test_corrupt_next_signatures(dfns: Dfns) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from importlib import resources
 from typing import Any
 
@@ -15,19 +14,7 @@ from Crypto.Hash import keccak
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema import Draft202012Validator
 
-from signgate.sandbox.server import SandboxServer
-from tests.sandbox.helpers import Dfns, client_for, serve
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxServer]:
-    yield from serve(tmp_path_factory)
-
-
-@pytest.fixture
-def dfns(server: SandboxServer) -> Iterator[Dfns]:
-    yield from client_for(server)
-
+from tests.sandbox.helpers import Dfns, recover
 
 HASH = "0x" + hashlib.sha256(b"signgate").hexdigest()
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -82,12 +69,6 @@ def _rlp_prefix(length: int, offset: int) -> bytes:
 
 def unhex(value: str) -> bytes:
     return bytes.fromhex(value.removeprefix("0x"))
-
-
-def recover(digest: bytes, signature: dict[str, Any]) -> bytes:
-    sig65 = unhex(signature["r"]) + unhex(signature["s"]) + bytes([signature["recid"]])
-    key = coincurve.PublicKey.from_signature_and_message(sig65, digest, hasher=None)
-    return bytes(key.format(compressed=True))
 
 
 def schema_validator(name: str) -> Draft202012Validator:
