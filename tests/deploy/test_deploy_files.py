@@ -1,0 +1,132 @@
+"""The deploy files are validated here because no container engine runs on these machines.
+
+They must start commands that exist, set only settings that exist, keep secrets out of
+plain values, and register the search attributes the engine writes.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from signgate.cli import build_parser
+from signgate.ids import SEARCH_ATTRIBUTES
+from signgate.settings import ENV_PREFIX, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|API_KEY|PRIVATE_KEY)$")
+
+
+def _load_all(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _compose() -> dict[str, Any]:
+    [doc] = _load_all(DEPLOY / "compose.yaml")
+    return doc
+
+
+def _k8s_containers() -> Iterator[tuple[str, dict[str, Any]]]:
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in _load_all(path):
+            if doc.get("kind") == "Deployment":
+                for container in doc["spec"]["template"]["spec"]["containers"]:
+                    yield f"{path.name}:{container['name']}", container
+
+
+def _commands() -> Iterator[tuple[str, list[str]]]:
+    for name, service in _compose()["services"].items():
+        command = service["command"]
+        yield f"compose:{name}", shlex.split(command) if isinstance(command, str) else command
+    for name, container in _k8s_containers():
+        yield name, container["command"]
+    text = (DEPLOY / "Dockerfile").read_text()
+    [cmd] = re.findall(r"^CMD (\[.*\])$", text, flags=re.MULTILINE)
+    yield "Dockerfile", yaml.safe_load(cmd)
+
+
+def _env_entries() -> Iterator[tuple[str, str, object]]:
+    """(where, name, value) for every environment variable the files set."""
+    compose = _compose()
+    for where, env in [
+        ("compose:x-signgate", compose["x-signgate"]["environment"]),
+        *((f"compose:{n}", s.get("environment", {})) for n, s in compose["services"].items()),
+    ]:
+        for key, value in env.items():
+            if key != "<<":
+                yield where, key, value
+    for path in sorted((DEPLOY / "kubernetes").glob("*.yaml")):
+        for doc in _load_all(path):
+            if doc.get("kind") in ("ConfigMap",):
+                for key, value in doc["data"].items():
+                    yield path.name, key, value
+    for where, container in _k8s_containers():
+        for entry in container.get("env", []):
+            yield where, entry["name"], entry.get("value", entry.get("valueFrom"))
+    for name in ("signgate.env.example", "temporal-cloud.env.example"):
+        for line in (DEPLOY / name).read_text().splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                yield name, key, value
+
+
+@pytest.mark.parametrize(("where", "argv"), list(_commands()), ids=lambda v: str(v))
+def test_every_command_exists(where: str, argv: list[str]) -> None:
+    if argv[:3] == ["python", "-m", "worker"]:
+        assert (ROOT / "worker.py").is_file()
+    elif argv[0] == "signgate":
+        # The real parser accepts the arguments, or argparse exits with code 2.
+        build_parser().parse_args(argv[1:])
+    elif argv[0] == "temporal":
+        assert argv[1:3] == ["server", "start-dev"], where
+    else:
+        pytest.fail(f"{where}: unknown command {argv}")
+
+
+def test_every_signgate_variable_is_a_setting() -> None:
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    unknown = {
+        (where, key)
+        for where, key, _ in _env_entries()
+        if key.startswith(ENV_PREFIX) and key not in known
+    }
+    assert not unknown
+
+
+def test_no_secret_is_written_inline() -> None:
+    for where, key, value in _env_entries():
+        if not SECRET_NAME.search(key) or key.endswith("_FILE"):
+            continue
+        inline = isinstance(value, str) and value and not value.startswith("${")
+        assert not inline, f"{where}: {key} has an inline value; use a Secret or a file"
+
+
+def test_the_kubernetes_secret_is_only_an_example() -> None:
+    [secret] = _load_all(DEPLOY / "kubernetes" / "secret.example.yaml")
+    assert secret["kind"] == "Secret"
+    assert all(value == "" for value in secret["stringData"].values())
+
+
+def test_the_dev_server_registers_the_engines_search_attributes() -> None:
+    command = _compose()["services"]["temporal"]["command"]
+    registered = {command[i + 1] for i, arg in enumerate(command) if arg == "--search-attribute"}
+    assert registered == {f"{key.name}=Keyword" for key in SEARCH_ATTRIBUTES}
+
+
+def test_the_image_builds_what_pyproject_ships() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == ">=3.11"
+    assert text.count("FROM python:3.11-slim") == 2
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.MULTILINE):
+        for item in source.split():
+            assert (ROOT / item).exists(), f"Dockerfile copies {item}, which does not exist"
+    assert "USER 10001" in text
