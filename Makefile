@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.signgate-installed
 
-.PHONY: test lint typecheck unit venv clean
+.PHONY: demo test lint typecheck unit venv clean
 
 venv: $(STAMP)
 
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
+
+# The dev stack and four payouts through policy approval; stops everything when done.
+demo: $(STAMP)
+	$(BIN)/python -m signgate.demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

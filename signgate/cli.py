@@ -1,19 +1,25 @@
 """The ``signgate`` command.
 
-Each subcommand is a function that adds its parser to the subparsers and sets ``handler``
-(a callable taking the parsed namespace and returning an exit code); add new ones to
-``COMMANDS``. Bad flags exit with code 2 and a message saying which flag and why.
+``sandbox`` is defined here; the operator commands (``dev``, ``sign``, ``status``, ``list``,
+``approve``, ``cancel``) live in :mod:`signgate.commands`, ``webhook`` in
+:mod:`signgate.webhook.command`. Each subcommand is a function that adds its parser to the
+subparsers and sets ``handler`` (a callable taking the parsed namespace and returning an exit
+code); add new ones to ``COMMANDS``. Bad flags exit with code 2 and a message saying which
+flag and why; a handler raising :class:`~signgate.commands.common.CommandError` exits with its
+code and message.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from signgate import __version__
+from signgate.commands.common import CommandError
 from signgate.logs import configure_logging
 
 Handler = Callable[[argparse.Namespace], int]
@@ -235,7 +241,25 @@ def _run_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_sandbox_command]
+def _operator_commands() -> list[Callable[[Any], None]]:
+    from signgate.commands.approve import add_approve_command
+    from signgate.commands.dev import add_dev_command
+    from signgate.commands.inspect import add_cancel_command, add_list_command, add_status_command
+    from signgate.commands.sign import add_sign_command
+    from signgate.webhook.command import add_webhook_commands
+
+    return [
+        add_dev_command,
+        add_sign_command,
+        add_status_command,
+        add_list_command,
+        add_approve_command,
+        add_cancel_command,
+        add_webhook_commands,
+    ]
+
+
+COMMANDS: list[Callable[[Any], None]] = [add_sandbox_command, *_operator_commands()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +281,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    return handler(args)
+    try:
+        code = handler(args)
+    except CommandError as exc:
+        print(f"signgate {args.command}: {exc.message}", file=sys.stderr, flush=True)
+        code = exc.code
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`); say nothing more to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    if argv is None and getattr(args, "hard_exit", False):
+        # The Temporal client's runtime threads can crash interpreter finalisation
+        # (temporalio/sdk-python#300): leave without it once the output is flushed.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

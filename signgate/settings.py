@@ -108,12 +108,21 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=3600, description="How long running activities get on SIGTERM."
     )
-    max_concurrent_activities: int = Field(default=100, ge=1, le=10_000)
-    max_concurrent_workflow_tasks: int = Field(default=100, ge=1, le=10_000)
+    max_concurrent_activities: int = Field(
+        default=100, ge=1, le=10_000, description="Activities one worker runs at once."
+    )
+    max_concurrent_workflow_tasks: int = Field(
+        default=100, ge=1, le=10_000, description="Workflow tasks one worker runs at once."
+    )
 
     # Logging
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="json, console, or auto: JSON unless writing to a terminal.",
+    )
 
     # Webhook receiver (``signgate webhook``)
     webhook_host: str = Field(
