@@ -32,8 +32,6 @@ import structlog
 from pydantic import SecretStr
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -50,6 +48,7 @@ from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
 from signgate.settings import Settings, SettingsError
+from signgate.temporal_client import connect_temporal
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -57,7 +56,6 @@ __all__ = [
     "ENGINE_WORKFLOWS",
     "LogContextInterceptor",
     "build_dfns_client",
-    "connect_temporal",
     "engine_activities",
     "main",
     "run_worker",
@@ -145,18 +143,6 @@ def build_runtime(settings: Settings) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
 
 
-async def connect_temporal(
-    runtime: Runtime | None = None, environ: Mapping[str, str] | None = None
-) -> Client:
-    """A Temporal client from the standard ``TEMPORAL_*`` settings, with the pydantic converter."""
-    config = ClientConfig.load_client_connect_config(override_env_vars=environ)
-    config.setdefault("target_host", "localhost:7233")
-    kwargs: dict[str, Any] = dict(config)
-    if runtime is not None:
-        kwargs["runtime"] = runtime
-    return await Client.connect(data_converter=pydantic_data_converter, **kwargs)
-
-
 async def run_worker(
     settings: Settings,
     *,
@@ -172,7 +158,7 @@ async def run_worker(
     ):
         dfns = build_dfns_client(settings, dfns_http)
         if client is None:
-            client = await connect_temporal(build_runtime(settings))
+            client = await connect_temporal(runtime=build_runtime(settings))
         ledgers: dict[str, Ledger] = {"default": SqliteLedger(settings.ledger_path)}
         worker = Worker(
             client,

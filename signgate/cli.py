@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from signgate import __version__
+from signgate import __version__, argtypes
 from signgate.commands.common import CommandError
 from signgate.logs import configure_logging
 
@@ -28,59 +28,15 @@ Handler = Callable[[argparse.Namespace], int]
 # --- argument types: each raises ArgumentTypeError with a readable reason ----------------
 
 
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be >= 0")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _seconds(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be > 0")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _count(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0-65535)")
-    return value
-
-
 def _schedule(text: str) -> tuple[float, ...]:
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise argparse.ArgumentTypeError("give comma-separated delays in seconds, e.g. 60,720")
-    return tuple(_seconds(p) for p in parts)
+    return tuple(argtypes.seconds(p) for p in parts)
 
 
 def _error_status(text: str) -> int:
-    value = _count(text)
+    value = argtypes.count(text)
     if value not in (500, 502, 503, 504):
         raise argparse.ArgumentTypeError(f"{text} must be one of 500, 502, 503, 504")
     return value
@@ -103,7 +59,9 @@ def add_sandbox_command(subparsers: Any) -> None:
     )
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    server.add_argument("--port", type=_port, default=8787, help="port (default 8787; 0 = any)")
+    server.add_argument(
+        "--port", type=argtypes.port, default=8787, help="port (default 8787; 0 = any)"
+    )
     server.add_argument(
         "--db",
         type=Path,
@@ -139,10 +97,13 @@ def add_sandbox_command(subparsers: Any) -> None:
         help="HTTP status of a signature request created Pending (default 200)",
     )
     behaviour.add_argument(
-        "--executing-delay", type=_seconds, default=None, help="Executing -> Signed (seconds)"
+        "--executing-delay",
+        type=argtypes.seconds,
+        default=None,
+        help="Executing -> Signed (seconds)",
     )
     behaviour.add_argument(
-        "--confirm-delay", type=_seconds, default=None, help="Signed -> Confirmed (seconds)"
+        "--confirm-delay", type=argtypes.seconds, default=None, help="Signed -> Confirmed (seconds)"
     )
     behaviour.add_argument(
         "--webhook-retry-schedule",
@@ -152,38 +113,51 @@ def add_sandbox_command(subparsers: Any) -> None:
     )
 
     faults = parser.add_argument_group("faults (also settable at PUT /_local/faults)")
-    faults.add_argument("--latency-ms", type=_count, default=None, help="added to Dfns calls")
-    faults.add_argument("--error-rate", type=_rate, default=None, help="share of calls -> 5xx")
+    faults.add_argument(
+        "--latency-ms", type=argtypes.count, default=None, help="added to Dfns calls"
+    )
+    faults.add_argument(
+        "--error-rate", type=argtypes.rate, default=None, help="share of calls -> 5xx"
+    )
     faults.add_argument("--error-status", type=_error_status, default=None, help="5xx code")
-    faults.add_argument("--rate-429", type=_rate, default=None, help="share of calls -> 429")
-    faults.add_argument("--retry-after", type=_count, default=None, help="429 Retry-After (s)")
+    faults.add_argument(
+        "--rate-429", type=argtypes.rate, default=None, help="share of calls -> 429"
+    )
+    faults.add_argument(
+        "--retry-after", type=argtypes.count, default=None, help="429 Retry-After (s)"
+    )
     faults.add_argument(
         "--drop-after-commit",
-        type=_count,
+        type=argtypes.count,
         default=None,
         metavar="N",
         help="the next N writes commit, then the connection drops with no response",
     )
-    faults.add_argument("--webhook-loss", type=_rate, default=None, help="share of lost events")
     faults.add_argument(
-        "--webhook-duplicate", type=_rate, default=None, help="share of duplicated events"
+        "--webhook-loss", type=argtypes.rate, default=None, help="share of lost events"
+    )
+    faults.add_argument(
+        "--webhook-duplicate", type=argtypes.rate, default=None, help="share of duplicated events"
     )
     faults.add_argument(
         "--webhook-reorder",
-        type=_count,
+        type=argtypes.count,
         default=None,
         metavar="N",
         help="shuffle deliveries in windows of N (0/1 = in order)",
     )
     faults.add_argument("--webhook-seed", type=int, default=None, help="seed for webhook faults")
     faults.add_argument(
-        "--corrupt-signatures", type=_count, default=None, metavar="N", help="tamper next N"
+        "--corrupt-signatures", type=argtypes.count, default=None, metavar="N", help="tamper next N"
     )
     faults.add_argument(
-        "--fail-signatures", type=_count, default=None, metavar="N", help="fail next N"
+        "--fail-signatures", type=argtypes.count, default=None, metavar="N", help="fail next N"
     )
     faults.add_argument(
-        "--clock-scale", type=_positive, default=None, help="sandbox time runs X times faster"
+        "--clock-scale",
+        type=argtypes.positive,
+        default=None,
+        help="sandbox time runs X times faster",
     )
     parser.set_defaults(handler=_run_sandbox)
 

@@ -63,7 +63,6 @@ __all__ = [
 DEFAULT_STATE_DIR = Path(".signgate")
 STACK_FILE = "dev.json"
 SANDBOX_CREDENTIALS = "sandbox-credentials.json"
-DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 
 
 class CommandError(Exception):
@@ -467,20 +466,19 @@ def describe_dfns_error(exc: DfnsError) -> str:
 
 async def connect_temporal(state_dir: Path) -> Any:
     """A Temporal client with the pydantic converter (see the module docstring for where)."""
-    from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
-    from temporalio.envconfig import ClientConfig
+    # Imported here: commands that never talk to Temporal should not pay for the SDK.
+    from signgate import temporal_client
 
-    config: dict[str, Any] = dict(ClientConfig.load_client_connect_config())
-    if "target_host" not in config:
+    config = temporal_client.temporal_connect_config(default_address="")
+    if not config["target_host"]:
         stack = read_stack(state_dir)
-        config["target_host"] = (
-            stack.temporal_address if stack is not None else DEFAULT_TEMPORAL_ADDRESS
-        )
-        if stack is not None:
+        if stack is None:
+            config["target_host"] = temporal_client.DEFAULT_TEMPORAL_ADDRESS
+        else:
+            config["target_host"] = stack.temporal_address
             config.setdefault("namespace", stack.namespace)
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await temporal_client.connect_temporal(config=config)
     except RuntimeError as exc:
         raise CommandError(
             f"cannot reach Temporal at {config['target_host']}: {str(exc).splitlines()[0]}; "

@@ -46,6 +46,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from signgate import argtypes
 from signgate.commands.common import (
     DEFAULT_STATE_DIR,
     STACK_FILE,
@@ -97,16 +98,6 @@ _PORTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _port_type(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0-65535)")
-    return value
-
-
 def add_dev_command(subparsers: Any) -> None:
     """``signgate dev``."""
     defaults = DevOptions()
@@ -131,7 +122,7 @@ def add_dev_command(subparsers: Any) -> None:
     for attr, label, flag in _PORTS:
         parser.add_argument(
             flag,
-            type=_port_type,
+            type=argtypes.port,
             default=getattr(defaults, attr),
             help=f"{label} port (default {getattr(defaults, attr)}; 0 = any free port)",
         )

@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from signgate import ids
+from signgate import argtypes, ids
 from signgate.commands.common import (
     CommandError,
     DfnsAccess,
@@ -125,13 +125,7 @@ def add_cancel_command(subparsers: Any) -> None:
 
 
 def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError(f"{text} must be between 1 and 10000")
-    return value
+    return argtypes.whole(text, low=1, high=10_000)
 
 
 def _sync(handler: Any) -> Any:

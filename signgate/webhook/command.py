@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from signgate import argtypes
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.dfns.errors import DfnsError, DfnsNotFoundError
@@ -61,16 +62,6 @@ def _check_url(url: str) -> str:
     return url
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port (0-65535)")
-    return value
-
-
 def add_webhook_commands(subparsers: Any) -> None:
     """Add ``webhook`` (serve) and ``webhook register`` to ``subparsers``."""
     parser = subparsers.add_parser(
@@ -89,7 +80,10 @@ def add_webhook_commands(subparsers: Any) -> None:
         "--host", default=None, help="bind address (default SIGNGATE_WEBHOOK_HOST, 127.0.0.1)"
     )
     parser.add_argument(
-        "--port", type=_port, default=None, help="port (default SIGNGATE_WEBHOOK_PORT, 8788)"
+        "--port",
+        type=argtypes.port,
+        default=None,
+        help="port (default SIGNGATE_WEBHOOK_PORT, 8788)",
     )
     parser.set_defaults(handler=_serve)
 

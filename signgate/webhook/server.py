@@ -10,17 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any
 
 import uvicorn
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.envconfig import ClientConfig
 
 from signgate.logs import get_logger
 from signgate.settings import Settings
+from signgate.temporal_client import connect_temporal
 from signgate.webhook.app import DEFAULT_PATH, WebhookReceiver, create_app
 from signgate.webhook.routing import ClientSource, TemporalRouter
 from signgate.webhook.secrets import SecretStore
@@ -28,26 +26,11 @@ from signgate.webhook.secrets import SecretStore
 __all__ = [
     "ReceiverServer",
     "build_receiver",
-    "connect_temporal",
     "run_receiver",
     "secret_store",
 ]
 
-_DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 _log = get_logger("signgate.webhook.server")
-
-
-async def connect_temporal(environ: Mapping[str, str] | None = None) -> Client:
-    """A client from the standard ``TEMPORAL_*`` settings (``temporalio.envconfig``).
-
-    ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``, ``TEMPORAL_API_KEY``, the TLS variables
-    and config-file profiles all apply; the address defaults to ``localhost:7233``.
-    """
-    config: dict[str, Any] = dict(
-        ClientConfig.load_client_connect_config(override_env_vars=environ)
-    )
-    config.setdefault("target_host", _DEFAULT_TEMPORAL_ADDRESS)
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
 
 
 def secret_store(settings: Settings) -> SecretStore:

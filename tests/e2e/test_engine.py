@@ -443,7 +443,7 @@ async def test_no_secret_reaches_any_recorded_history(
 async def test_the_worker_connects_from_temporal_environment_variables(
     dev_server: DevServer,
 ) -> None:
-    from worker import connect_temporal
+    from signgate.temporal_client import connect_temporal
 
     client = await connect_temporal(
         environ={"TEMPORAL_ADDRESS": dev_server.address, "TEMPORAL_NAMESPACE": "default"}
