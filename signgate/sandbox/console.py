@@ -48,7 +48,7 @@ from signgate.logs import get_logger
 from signgate.sandbox.clock import isoformat
 from signgate.sandbox.errors import SandboxError
 from signgate.sandbox.identity import b64url, permission_allows
-from signgate.sandbox.policies import Actor, _can_approve
+from signgate.sandbox.policies import Actor, PolicyService
 from signgate.sandbox.validation import validate
 
 if TYPE_CHECKING:
@@ -441,12 +441,7 @@ class ApprovalViews:
         }
 
     def _groups(self, approval_id: str) -> list[dict[str, Any]]:
-        # The approval's groups are the policy engine's snapshot, not in the wire object.
-        row = self._sandbox.db.query_one(
-            "SELECT groups FROM pol_approvals WHERE id = ?", (approval_id,)
-        )
-        groups: list[dict[str, Any]] = json.loads(row["groups"]) if row is not None else []
-        return groups
+        return self._sandbox.policies.approval_groups(approval_id)
 
     def _group(self, group: Mapping[str, Any], approval: Mapping[str, Any]) -> dict[str, Any]:
         directory = self._directory
@@ -455,11 +450,11 @@ class ApprovalViews:
             directory.name(str(d["userId"]))
             for d in approval.get("decisions") or []
             if d["value"] == "Approved"
-            and _can_approve(
+            and PolicyService.counts_toward(
                 group,
                 str(d["userId"]),
-                directory.by_id(str(d["userId"])).is_service_account,
-                initiator_id,
+                is_service_account=directory.by_id(str(d["userId"])).is_service_account,
+                initiator_id=initiator_id,
             )
         ]
         listed = ((group.get("approvers") or {}).get("userId") or {}).get("in")

@@ -554,6 +554,19 @@ class PolicyService:
         self.expire_due()
         return self._load_approval(approval_id)
 
+    def approval_groups(self, approval_id: str) -> list[dict[str, Any]]:
+        """The approval's groups as snapshotted when it was created (not in Dfns's wire object)."""
+        row = self._db.query_one("SELECT groups FROM pol_approvals WHERE id = ?", (approval_id,))
+        groups: list[dict[str, Any]] = json.loads(row["groups"]) if row is not None else []
+        return groups
+
+    @staticmethod
+    def counts_toward(
+        group: Mapping[str, Any], user_id: str, *, is_service_account: bool, initiator_id: str
+    ) -> bool:
+        """Whether an approval by ``user_id`` counts toward ``group``'s quorum."""
+        return _can_approve(group, user_id, is_service_account, initiator_id)
+
     def list_approvals(
         self,
         *,
