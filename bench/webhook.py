@@ -1,9 +1,11 @@
 """Webhook benchmark: ``python bench/webhook.py`` prints what push buys over pull.
 
-One run starts a Temporal dev server (in memory, the venv's ``temporal``), the sandbox in its
-own process (``signgate sandbox``, the shipped org, signing at once on approval), the
-webhook receiver in its own process (``python -m signgate.webhook``, registered with the
-sandbox) and the engine's worker in this process. Then, twice:
+One run starts a Temporal dev server (the venv's ``temporal``; in memory by default, or an
+SQLite file in WAL mode with ``--server-db wal``), the sandbox in its own process
+(``signgate sandbox``, the shipped org, signing at once on approval), the webhook receiver
+in its own process (``python -m signgate.webhook``, registered with the sandbox) and the
+engine's worker in this process, sized as the shipped worker is (``--max-workflow-tasks``,
+``--max-activities`` override it). Then, twice:
 
 * **webhooks on**: N requests on the treasury key (two approvals needed) start with the
   ``webhook_poll_*`` policy, wait ``--wait`` seconds, and are approved at once: alice
@@ -11,15 +13,25 @@ sandbox) and the engine's worker in this process. Then, twice:
 * **webhooks off**: the same with no webhook registered and the tight ``poll_*`` policy.
 
 It prints, per mode: the latency from the sandbox's approval (the approval's
-``dateResolved``) to the workflow's completion (its close time), p50 / p90 / p99 / max; the
-Dfns HTTP calls the worker made per signed request (a user-action-signed submit is three:
-challenge, signed challenge, write), split by purpose; and polls per request. For context it
-also prints how many polls each policy makes for a request that waits an hour (arithmetic on
-the policy, not a measurement).
+``dateResolved``) to the workflow's completion (its close time), p50 / p90 / p99 / max, and
+the same for ``--single`` requests approved one at a time afterwards (nothing else
+happening: the floor under the burst); where the burst's time went, read from each
+request's history (approval to first webhook signal, workflow task schedule-to-start and
+start-to-complete, activity schedule-to-start and start-to-close), with the workflow tasks,
+activity tasks, local activities and signals each completion took, when approvals resolved,
+signals arrived and workflows closed, how long the worker's reads of the request took, the
+worker's event-loop lag and the CPU seconds every process spent; the Dfns HTTP calls the
+worker made per signed request (a user-action-signed submit is three: challenge, signed
+challenge, write), split by purpose; and polls per request. For context it also prints how
+many polls each policy makes for a request that waits an hour (arithmetic on the policy,
+not a measurement).
 
-Bob's user actions are signed before the burst, so "approved at once" is N plain decision
-POSTs sent together; the sandbox still takes them one after another, and its approval
-timestamps say when each one resolved.
+Bob's user actions are signed before the burst, and his N decisions are POSTed together by a
+process of their own (the load generator is not the system under test); the sandbox still
+takes them one after another, and its approval timestamps say when each one resolved.
+
+The dev server runs in memory by default: its SQLite file would measure SQLite's writes, and
+a deployment runs Temporal on Postgres, Cassandra or Temporal Cloud, not on the dev server.
 
 The figures depend on the machine; the script asserts nothing.
 """
@@ -28,9 +40,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -48,12 +63,19 @@ from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# As in bench/engine.py: the workflow sandbox re-imports a workflow's module for every new
+# run; a deployed worker reads it from a .pyc, so cache bytecode aside when
+# PYTHONDONTWRITEBYTECODE (set on the build machines) would make it compile from source.
+if sys.dont_write_bytecode:
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = tempfile.mkdtemp(prefix="signgate-bench-pyc-")
+    atexit.register(shutil.rmtree, sys.pycache_prefix, ignore_errors=True)
 
 from signgate import ids  # noqa: E402
 from signgate.contracts import (  # noqa: E402
@@ -183,14 +205,54 @@ class Org:
 
 @dataclass
 class CallCounter:
-    """Counts the worker's HTTP requests to Dfns by purpose (an httpx request hook)."""
+    """Counts the worker's HTTP requests to Dfns by purpose, and times them (httpx hooks)."""
 
     calls: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    @staticmethod
+    def purpose(request: httpx.Request) -> str:
+        path = request.url.path
+        return next((name for pattern, name in _PURPOSES if pattern.search(path)), path)
 
     async def __call__(self, request: httpx.Request) -> None:
-        path = request.url.path
-        purpose = next((name for pattern, name in _PURPOSES if pattern.search(path)), path)
-        self.calls[purpose] += 1
+        self.calls[self.purpose(request)] += 1
+        request.extensions["bench_sent"] = time.monotonic()
+
+    async def answered(self, response: httpx.Response) -> None:
+        sent = response.request.extensions.get("bench_sent")
+        if sent is not None:
+            elapsed = time.monotonic() - sent
+            self.seconds.setdefault(self.purpose(response.request), []).append(elapsed)
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.seconds.clear()
+
+
+class LoopLag:
+    """How late this process's event loop runs a 10 ms sleep: the worker's own congestion."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            began = time.monotonic()
+            await asyncio.sleep(0.01)
+            self.samples.append(time.monotonic() - began - 0.01)
+
+    def start(self) -> None:
+        self.samples.clear()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> list[float]:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return list(self.samples)
 
 
 @dataclass
@@ -202,6 +264,80 @@ class Result:
     n: int
     receiver: dict[str, Any] | None = None
     to_signal: list[float] = field(default_factory=list)
+    breakdowns: list[Breakdown] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    burst_seconds: float = 0.0
+    single: list[float] = field(default_factory=list)
+    timeline: dict[str, list[float]] = field(default_factory=dict)
+    loop_lag: list[float] = field(default_factory=list)
+    fetch_seconds: list[float] = field(default_factory=list)
+
+
+_SEGMENT_OF: dict[int, str] = {
+    EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED: "workflow task schedule-to-start",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED: "workflow task start-to-complete",
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED: "workflow task start-to-complete",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED: "activity schedule-to-start",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED: "activity start-to-close",
+    EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED: "activity start-to-close",
+    EventType.EVENT_TYPE_TIMER_FIRED: "waiting for the next poll",
+}
+_SEGMENTS = (
+    "approval -> first signal",
+    "workflow task schedule-to-start",
+    "workflow task start-to-complete",
+    "activity schedule-to-start",
+    "activity start-to-close",
+    "waiting for the next poll",
+    "other server time",
+)
+
+
+@dataclass
+class Breakdown:
+    """Where one request's time went after its approval, read from its history.
+
+    Events after the approval are taken in time order and each gap is charged to the event
+    that ends it (a workflow task's start ends its wait in the queue, its completion ends
+    the worker's work on it, including local activities run inside it). The segments add
+    up to the latency.
+    """
+
+    segments: dict[str, float]
+    workflow_tasks: int = 0
+    failed_workflow_tasks: int = 0
+    activities: int = 0
+    local_activities: int = 0
+    signals: int = 0
+    events: int = 0
+
+
+def _breakdown(history: WorkflowHistory, moment: datetime) -> Breakdown:
+    timed = [
+        (event.event_time.ToDatetime(tzinfo=UTC), event.event_id, event) for event in history.events
+    ]
+    after = sorted((t, i, e) for t, i, e in timed if t >= moment)
+    result = Breakdown(segments=dict.fromkeys(_SEGMENTS, 0.0), events=len(after))
+    cursor = moment
+    for when, _, event in after:
+        gap = max(0.0, (when - cursor).total_seconds())
+        kind = event.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            result.signals += 1
+            segment = "approval -> first signal" if result.signals == 1 else "other server time"
+        else:
+            segment = _SEGMENT_OF.get(kind, "other server time")
+        result.segments[segment] += gap
+        cursor = max(cursor, when)
+        if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            result.workflow_tasks += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            result.failed_workflow_tasks += 1
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            result.activities += 1
+        elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
+            result.local_activities += 1
+    return result
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -223,6 +359,119 @@ async def _approval_ids(handles: list[Handle]) -> list[str]:
     return list(await asyncio.gather(*(one(h) for h in handles)))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (0 once it has gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
+    return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+
+
+async def _start(
+    client: Client, org: Org, task_queue: str, policy: PollingPolicy, workflow_id: str
+) -> Handle:
+    return await client.start_workflow(
+        SignatureWorkflow.run,
+        SignatureWorkflowInput(
+            target=org.target(),
+            request=HashRequest(hash="0x" + os.urandom(32).hex()),
+            polling=policy,
+        ),
+        id=workflow_id,
+        task_queue=task_queue,
+    )
+
+
+async def _decide(
+    http: httpx.AsyncClient, org: Org, approval_id: str, token: str, body: bytes
+) -> datetime:
+    response = await http.post(
+        f"/v2/policy-approvals/{approval_id}/decisions",
+        content=body,
+        headers={**org.headers("bob"), "X-DFNS-USERACTION": token},
+    )
+    response.raise_for_status()
+    return datetime.fromisoformat(response.json()["dateResolved"])
+
+
+class _Decider:
+    """Bob's decisions, POSTed all at once by a process of their own.
+
+    The load generator is not the system under test: in this process its 100 concurrent
+    HTTP requests would take the worker's event loop for a good part of the burst.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.cpu_seconds = 0.0
+
+    @classmethod
+    async def start(
+        cls, org: Org, approvals: list[str], prepared: list[tuple[str, bytes]]
+    ) -> _Decider:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--decide",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        job = {
+            "baseUrl": org.base_url,
+            "headers": org.headers("bob"),
+            "decisions": [
+                {"approvalId": a, "token": t, "body": b.decode()}
+                for a, (t, b) in zip(approvals, prepared, strict=True)
+            ],
+        }
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        await proc.stdin.drain()
+        ready = await proc.stdout.readline()
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the decider did not start: {ready!r}")
+        return cls(proc)
+
+    async def go(self) -> list[datetime]:
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        answer = json.loads(await proc.stdout.readline())
+        await proc.wait()
+        self.cpu_seconds = float(answer["cpuSeconds"])
+        return [datetime.fromisoformat(when) for when in answer["resolved"]]
+
+
+async def _decide_from_stdin() -> None:
+    """The decider process: read the job, say ready, POST every decision on "go"."""
+    job = json.loads(sys.stdin.readline())
+    limits = httpx.Limits(max_connections=len(job["decisions"]))
+    async with httpx.AsyncClient(base_url=job["baseUrl"], timeout=60, limits=limits) as http:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        cpu_before = time.process_time()
+
+        async def one(decision: dict[str, str]) -> str:
+            response = await http.post(
+                f"/v2/policy-approvals/{decision['approvalId']}/decisions",
+                content=decision["body"].encode(),
+                headers={**job["headers"], "X-DFNS-USERACTION": decision["token"]},
+            )
+            response.raise_for_status()
+            return str(response.json()["dateResolved"])
+
+        resolved = await asyncio.gather(*(one(d) for d in job["decisions"]))
+        spent = time.process_time() - cpu_before
+    print(json.dumps({"resolved": resolved, "cpuSeconds": spent}), flush=True)
+
+
 async def _round(
     mode: str,
     args: argparse.Namespace,
@@ -231,23 +480,15 @@ async def _round(
     task_queue: str,
     counter: CallCounter,
     policy: PollingPolicy,
+    pids: dict[str, int],
 ) -> Result:
-    counter.calls.clear()
+    counter.clear()
     run = uuid.uuid4().hex[:6]
     gate = asyncio.Semaphore(20)
 
     async def start(i: int) -> Handle:
         async with gate:
-            return await client.start_workflow(
-                SignatureWorkflow.run,
-                SignatureWorkflowInput(
-                    target=org.target(),
-                    request=HashRequest(hash="0x" + os.urandom(32).hex()),
-                    polling=policy,
-                ),
-                id=f"bench-webhook-{mode}-{run}-{i}",
-                task_queue=task_queue,
-            )
+            return await _start(client, org, task_queue, policy, f"bench-webhook-{mode}-{run}-{i}")
 
     began = time.monotonic()
     handles = list(await asyncio.gather(*(start(i) for i in range(args.requests))))
@@ -268,51 +509,95 @@ async def _round(
         # Bob's user actions are signed beforehand, so "at once" is N plain POSTs: the
         # load generator's signing does not compete with the worker in the measured window.
         prepared = await asyncio.gather(*(org.presign(http, "bob", a) for a in approvals))
+        # Let alice's webhooks and the workflows' reactions to them settle first.
+        await asyncio.sleep(2.0)
         print(f"  [{mode}] {len(approvals)} requests waited {args.wait:g}s; bob approves all")
-
-        async def decide(approval_id: str, token: str, body: bytes) -> datetime:
-            response = await http.post(
-                f"/v2/policy-approvals/{approval_id}/decisions",
-                content=body,
-                headers={**org.headers("bob"), "X-DFNS-USERACTION": token},
-            )
-            response.raise_for_status()
-            return datetime.fromisoformat(response.json()["dateResolved"])
-
-        pairs = zip(approvals, prepared, strict=True)
-        resolved = list(await asyncio.gather(*(decide(a, t, b) for a, (t, b) in pairs)))
-
-    outcomes = await asyncio.gather(*(h.result() for h in handles))
+        decider = await _Decider.start(org, approvals, prepared)
+        cpu_before, burst_began = _cpu_snapshot(pids), time.monotonic()
+        lag = LoopLag()
+        lag.start()
+        fetch_times_before = len(counter.seconds.get("poll", []))
+        resolved = await decider.go()
+        outcomes = await asyncio.gather(*(h.result() for h in handles))
+        burst_seconds = time.monotonic() - burst_began
+        cpu_after = _cpu_snapshot(pids)
+        cpu_after["load generator"] = decider.cpu_seconds
+        cpu_before["load generator"] = 0.0
+        lags = await lag.stop()
+        fetch_seconds = counter.seconds.get("poll", [])[fetch_times_before:]
     latencies: list[float] = []
     to_signal: list[float] = []
+    breakdowns: list[Breakdown] = []
+    signal_times: list[datetime] = []
+    close_times: list[datetime] = []
     for handle, when, outcome in zip(handles, resolved, outcomes, strict=True):
         assert outcome.kind == "signed", (handle.id, outcome.kind)
         closed = (await handle.describe()).close_time
         assert closed is not None
+        close_times.append(closed)
         latencies.append((closed - when).total_seconds())
-        signalled = await _first_signal_after(handle, when)
-        if signalled is not None:
-            to_signal.append((signalled - when).total_seconds())
-    return Result(
+        history = await handle.fetch_history()
+        breakdown = _breakdown(history, when)
+        breakdowns.append(breakdown)
+        if breakdown.signals:
+            to_signal.append(breakdown.segments["approval -> first signal"])
+            signal_times.append(when + timedelta(seconds=to_signal[-1]))
+    origin = min(resolved)
+    timeline = {
+        name: [(t - origin).total_seconds() for t in times]
+        for name, times in (
+            ("approvals resolved", resolved),
+            ("first webhook signals", signal_times),
+            ("workflows closed", close_times),
+        )
+        if times
+    }
+    result = Result(
         mode,
         latencies,
         Counter(counter.calls),
         [o.polls for o in outcomes],
         len(handles),
         to_signal=to_signal,
+        breakdowns=breakdowns,
+        cpu={k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+        burst_seconds=burst_seconds,
+        timeline=timeline,
+        loop_lag=lags,
+        fetch_seconds=fetch_seconds,
     )
+    result.single = await _single_approvals(args, client, org, task_queue, policy, mode)
+    return result
 
 
-async def _first_signal_after(handle: Handle, moment: datetime) -> datetime | None:
-    """When the first webhook signal after ``moment`` entered the workflow's history."""
-    history = await handle.fetch_history()
-    for event in history.events:
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-            continue
-        when = event.event_time.ToDatetime(tzinfo=UTC)
-        if when >= moment:
-            return when
-    return None
+async def _single_approvals(
+    args: argparse.Namespace,
+    client: Client,
+    org: Org,
+    task_queue: str,
+    policy: PollingPolicy,
+    mode: str,
+) -> list[float]:
+    """Latency of one approval at a time, nothing else happening: the floor of the burst."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=org.base_url, timeout=60) as http:
+        for i in range(args.single):
+            handle = await _start(
+                client, org, task_queue, policy, f"bench-webhook-{mode}-single-{uuid.uuid4()}-{i}"
+            )
+            (approval_id,) = await _approval_ids([handle])
+            await org.client("alice", http).create_approval_decision(
+                approval_id, ApprovalDecisionRequest(value="Approved")
+            )
+            token, body = await org.presign(http, "bob", approval_id)
+            await asyncio.sleep(1.0)
+            when = await _decide(http, org, approval_id, token, body)
+            outcome = await handle.result()
+            assert outcome.kind == "signed", (handle.id, outcome.kind)
+            closed = (await handle.describe()).close_time
+            assert closed is not None
+            latencies.append((closed - when).total_seconds())
+    return latencies
 
 
 def _polls_in(policy: PollingPolicy, horizon: timedelta) -> int:
@@ -322,6 +607,55 @@ def _polls_in(policy: PollingPolicy, horizon: timedelta) -> int:
         polls += 1
         interval = min(interval * policy.backoff_coefficient, policy.max_interval)
     return polls
+
+
+def _report_breakdown(results: list[Result]) -> None:
+    print()
+    print("where the burst's time went, per request (from its history; segments add up)")
+    for r in results:
+        if not r.breakdowns:
+            continue
+        print(f"  webhooks {r.mode}: segment p50 / p99 / mean (ms)")
+        for segment in _SEGMENTS:
+            values = [b.segments[segment] * 1000 for b in r.breakdowns]
+            print(
+                f"    {segment:<34} {_percentile(values, 0.5):6.0f} / "
+                f"{_percentile(values, 0.99):6.0f} / {statistics.mean(values):6.0f}"
+            )
+
+        def mean(attr: str, r: Result = r) -> float:
+            return statistics.mean(float(getattr(b, attr)) for b in r.breakdowns)
+
+        print(
+            f"    per request after the approval: {mean('workflow_tasks'):.2f} workflow tasks "
+            f"({mean('failed_workflow_tasks'):.2f} failed), {mean('activities'):.2f} activity "
+            f"tasks, {mean('local_activities'):.2f} local activities, {mean('signals'):.2f} "
+            f"signals, {mean('events'):.1f} history events"
+        )
+        for name, offsets in r.timeline.items():
+            ms = [x * 1000 for x in offsets]
+            print(
+                f"    {name:<22} from the first approval: first {min(ms):5.0f} ms, "
+                f"median {_percentile(ms, 0.5):5.0f} ms, last {max(ms):5.0f} ms"
+            )
+        if r.fetch_seconds:
+            ms = [x * 1000 for x in r.fetch_seconds]
+            print(
+                f"    the worker's reads of the request (GET, as the worker saw them): "
+                f"p50 {_percentile(ms, 0.5):.0f} ms, p99 {_percentile(ms, 0.99):.0f} ms"
+            )
+        if r.loop_lag:
+            ms = [x * 1000 for x in r.loop_lag]
+            print(
+                f"    worker event-loop lag (a 10 ms sleep's overshoot): p50 "
+                f"{_percentile(ms, 0.5):.0f} ms, p99 {_percentile(ms, 0.99):.0f} ms, "
+                f"max {max(ms):.0f} ms"
+            )
+        cpu = ", ".join(f"{name} {seconds:.2f}" for name, seconds in r.cpu.items())
+        print(
+            f"    burst: all {r.n} done {r.burst_seconds:.2f} s after the first decision was "
+            f"sent; CPU seconds meanwhile: {cpu} (2 cores = {2 * r.burst_seconds:.2f})"
+        )
 
 
 def _report(results: list[Result], policies: dict[str, PollingPolicy]) -> None:
@@ -334,14 +668,13 @@ def _report(results: list[Result], policies: dict[str, PollingPolicy]) -> None:
             f"  p90 {_percentile(ms, 0.90):7.0f} ms  p99 {_percentile(ms, 0.99):7.0f} ms"
             f"  max {max(ms):7.0f} ms"
         )
-        if r.to_signal:
-            push = [x * 1000 for x in r.to_signal]
+        if r.single:
+            alone = [x * 1000 for x in r.single]
             print(
-                f"    of which approval -> webhook signal in history: p50 "
-                f"{_percentile(push, 0.50):5.0f} ms  p99 {_percentile(push, 0.99):5.0f} ms "
-                "(sandbox dispatch, receiver, Temporal); the rest is the worker's poll, "
-                "verify and approval read"
+                f"    one approval at a time (n={len(alone)}): p50 "
+                f"{_percentile(alone, 0.50):5.0f} ms  max {max(alone):5.0f} ms"
             )
+    _report_breakdown(results)
     print()
     print("Dfns HTTP calls made by the worker, per signed request")
     for r in results:
@@ -379,13 +712,18 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     ]  # fmt: skip
     for key in ids.SEARCH_ATTRIBUTES:
         dev_args += ["--search-attribute", f"{key.name}=Keyword"]
+    if args.server_db == "wal":
+        dev_args += [
+            "--db-filename", str(workdir / "temporal.sqlite"),
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=1",
+        ]  # fmt: skip
     sandbox_args = [
         sys.executable, "-m", "signgate.cli", "sandbox", "--port", str(sandbox_port),
         "--db", str(workdir / "sandbox.db"), "--log-level", "WARNING", "--executing-delay", "0",
     ]  # fmt: skip
     with (
-        _process(dev_args, workdir / "temporal.log"),
-        _process(sandbox_args, workdir / "sandbox.log"),
+        _process(dev_args, workdir / "temporal.log") as dev,
+        _process(sandbox_args, workdir / "sandbox.log") as sandbox,
     ):
         _wait_for(lambda: _listening(temporal_port), "the Temporal dev server")
         credentials = workdir / "sandbox-credentials.json"
@@ -397,7 +735,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         client = await Client.connect(
             f"127.0.0.1:{temporal_port}", data_converter=pydantic_data_converter
         )
-        results = await _with_worker(args, client, org, workdir, temporal_port, receiver_port)
+        pids = {"temporal": dev.pid, "sandbox": sandbox.pid, "worker+bench": os.getpid()}
+        results = await _with_worker(args, client, org, workdir, temporal_port, receiver_port, pids)
     _report(results, policies)
 
 
@@ -408,6 +747,7 @@ async def _with_worker(
     workdir: Path,
     temporal_port: int,
     receiver_port: int,
+    pids: dict[str, int],
 ) -> list[Result]:
     settings = Settings.from_env({})
     counter = CallCounter()
@@ -415,7 +755,9 @@ async def _with_worker(
     results: list[Result] = []
     async with (
         httpx.AsyncClient(
-            base_url=org.base_url, timeout=30, event_hooks={"request": [counter]}
+            base_url=org.base_url,
+            timeout=30,
+            event_hooks={"request": [counter], "response": [counter.answered]},
         ) as http,
         httpx.AsyncClient(timeout=10) as callbacks,
         Worker(
@@ -425,14 +767,21 @@ async def _with_worker(
             activities=engine_activities(
                 org.client("engine", http), callbacks, callback_secrets={}, ledgers={}
             ),
-            max_concurrent_activities=200,
-            max_concurrent_workflow_tasks=200,
+            **_worker_tuning(args),
         ),
     ):
         if args.mode in ("both", "on"):
             results.append(
                 await _webhooks_on(
-                    args, client, org, workdir, temporal_port, receiver_port, task_queue, counter
+                    args,
+                    client,
+                    org,
+                    workdir,
+                    temporal_port,
+                    receiver_port,
+                    task_queue,
+                    counter,
+                    pids,
                 )
             )
         if args.mode in ("both", "off"):
@@ -445,9 +794,22 @@ async def _with_worker(
                     task_queue,
                     counter,
                     settings.polling_policy(webhooks=False),
+                    pids,
                 )
             )
     return results
+
+
+def _worker_tuning(args: argparse.Namespace) -> dict[str, Any]:
+    tuning: dict[str, Any] = {
+        "max_concurrent_activities": args.max_activities,
+        "max_concurrent_workflow_tasks": args.max_workflow_tasks,
+    }
+    if args.max_local_activities is not None:
+        tuning["max_concurrent_local_activities"] = args.max_local_activities
+    if args.workflow_pollers is not None:
+        tuning["max_concurrent_workflow_task_polls"] = args.workflow_pollers
+    return tuning
 
 
 async def _webhooks_on(
@@ -459,6 +821,7 @@ async def _webhooks_on(
     receiver_port: int,
     task_queue: str,
     counter: CallCounter,
+    pids: dict[str, int],
 ) -> Result:
     settings = Settings.from_env({})
     secret_file = workdir / "webhook.json"
@@ -473,7 +836,7 @@ async def _webhooks_on(
         )
         receiver_args = [sys.executable, "-m", "signgate.webhook", "--port", str(receiver_port)]
         try:
-            with _process(receiver_args, workdir / "receiver.log", env):
+            with _process(receiver_args, workdir / "receiver.log", env) as receiver:
                 _wait_for(lambda: _listening(receiver_port), "the webhook receiver")
                 result = await _round(
                     "on",
@@ -483,6 +846,7 @@ async def _webhooks_on(
                     task_queue,
                     counter,
                     settings.polling_policy(webhooks=True),
+                    {**pids, "receiver": receiver.pid},
                 )
                 health = (await http.get(f"http://127.0.0.1:{receiver_port}/healthz")).json()
                 result.receiver = health["counts"]
@@ -498,7 +862,35 @@ def main() -> None:
         "--wait", type=float, default=10.0, help="seconds the requests wait before approval"
     )
     parser.add_argument("--mode", choices=["both", "on", "off"], default="both")
+    parser.add_argument(
+        "--single", type=int, default=5, help="requests then approved one at a time, alone"
+    )
+    shipped = Settings.from_env({})
+    parser.add_argument(
+        "--max-workflow-tasks",
+        type=int,
+        default=shipped.max_concurrent_workflow_tasks,
+        help="the worker's workflow task slots (default: the worker's own default)",
+    )
+    parser.add_argument(
+        "--max-activities",
+        type=int,
+        default=shipped.max_concurrent_activities,
+        help="the worker's activity slots (default: the worker's own default)",
+    )
+    parser.add_argument("--max-local-activities", type=int, default=None)
+    parser.add_argument("--workflow-pollers", type=int, default=None)
+    parser.add_argument(
+        "--server-db",
+        choices=["memory", "wal"],
+        default="memory",
+        help="the dev server's persistence: in memory, or an SQLite file in WAL mode",
+    )
+    parser.add_argument("--decide", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.decide:
+        asyncio.run(_decide_from_stdin())
+        return
     configure_logging(level="WARNING")
     with tempfile.TemporaryDirectory(prefix="signgate-bench-webhook-") as directory:
         asyncio.run(bench(args, Path(directory)))

@@ -253,12 +253,20 @@ class ApprovalDecisionInfo(RecordModel):
 
 
 class ApprovalEvent(InputModel):
-    """Approval progress (``policy.approval.*`` webhooks): decisions so far, quorum."""
+    """Approval progress (``policy.approval.*`` webhooks): decisions so far, quorum.
+
+    ``date_resolved`` (with ``initiator_id`` and ``expiration_date``) is set when the event
+    carried the whole resolved approval, as Dfns's ``policy.approval.resolved`` does: the
+    workflow then need not read the approval again for its outcome.
+    """
 
     approval_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     status: Literal["Pending", "Approved", "Denied", "Expired"]
     decisions: list[ApprovalDecisionInfo] = []
     quorum: int | None = Field(default=None, ge=1)
+    initiator_id: str | None = None
+    expiration_date: AwareDatetime | None = None
+    date_resolved: AwareDatetime | None = None
     signature_id: str | None = None
     source: EventSource = "webhook"
     event_id: str | None = None

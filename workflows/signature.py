@@ -6,8 +6,11 @@ The workflow id is the caller's business key. The run:
    retried submit (lost response, worker death) converges on the same Dfns request;
 2. waits durably in one loop: ``wait_condition(hint, timeout=interval)``. A status event
    (signal or update, from the webhook receiver) that moves the status forward wakes it at
-   once; a timeout runs one poll; the interval backs off to a cap and resets on progress.
-   Events are hints: every status the workflow records was read from Dfns;
+   once, and the workflow task it wakes reads the request, verifies and finishes with local
+   activities; a resolved approval brings the next poll forward (the request's own status
+   event is the wake-up); a timeout runs one poll; the interval backs off to a cap and
+   resets on progress. Events are hints: every status the workflow records was read from
+   Dfns;
 3. past the caller's deadline, or when cancelled, denies its own pending approval at Dfns
    and reports ``expired`` / ``cancelled`` (a request already executing or signed is
    reported as what it is);
@@ -94,6 +97,20 @@ _DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10)
 )
 
+# A patch (``workflow.patched``) changes the commands a run issues; a run that began before
+# it keeps replaying its old commands (tests/replay holds histories of both). One id for
+# the whole change, as each patch costs a marker and a search-attribute upsert per run.
+# Under it:
+# * the read that follows a status hint, and the approval read at the end, are local
+#   activities: the workflow task a webhook wakes reads, verifies and finishes on its own,
+#   with no activity task and no further workflow task in between;
+# * a resolved approval alone does not read the request: Dfns follows it with the
+#   request's own status event, and two reads for one approval race each other (a signal
+#   landing while a workflow task completes the workflow makes Temporal refuse the
+#   completion and run the task again); the next poll is brought forward instead;
+# * a resolved approval whose webhook carried it in full is not read again.
+_PATCH_LOCAL_READS = "local-reads"
+
 _FINAL = frozenset({SignatureStatus.CONFIRMED, SignatureStatus.FAILED, SignatureStatus.REJECTED})
 _APPROVAL_ORDER = {"Pending": 0, "Approved": 1, "Denied": 1, "Expired": 1}
 
@@ -140,7 +157,8 @@ class SignatureWorkflow:
 
     @workflow.signal(name=ids.SIGNAL_APPROVAL_EVENT)
     def approval_event(self, event: ApprovalEvent) -> None:
-        """Approval progress: decisions so far; a resolved approval triggers a poll."""
+        """Approval progress: decisions so far; a resolved approval brings the next poll
+        forward (see ``run``)."""
         st = self._state
         known_id = st.approval_id
         if known_id is not None and event.approval_id != known_id:
@@ -166,8 +184,9 @@ class SignatureWorkflow:
             status=event.status,
             decisions=list(decisions.values()),
             quorum=event.quorum if event.quorum is not None or current is None else current.quorum,
-            initiator_id=current.initiator_id if current else None,
-            expiration_date=current.expiration_date if current else None,
+            initiator_id=event.initiator_id or (current.initiator_id if current else None),
+            expiration_date=event.expiration_date or (current.expiration_date if current else None),
+            date_resolved=event.date_resolved or (current.date_resolved if current else None),
         )
         st.events_applied += 1
         if event.status != "Pending":
@@ -249,8 +268,16 @@ class SignatureWorkflow:
             woke = await self._wait(timeout)
             if not woke and self._stop_due():
                 continue
+            if woke and not self._status_hinted() and workflow.patched(_PATCH_LOCAL_READS):
+                # Only the approval resolved: the request's own status event follows and is
+                # the wake-up; reading now would race it (two wake-ups for one approval).
+                # Look again within the initial interval in case that event is lost.
+                self._approval_changed = False
+                interval = policy.initial_interval
+                st.next_interval = interval
+                continue
             hinted = self._hint_pending()
-            changed = await self._poll()
+            changed = await self._poll(local=hinted and workflow.patched(_PATCH_LOCAL_READS))
             polls_this_run += 1
             if hinted and st.hint_rank > status_rank(st.status):
                 # The hint ran ahead of what Dfns shows: drop it, look again soon.
@@ -302,7 +329,7 @@ class SignatureWorkflow:
             extra={"signature_id": view.id, "status": str(view.status)},
         )
 
-    async def _poll(self) -> bool:
+    async def _poll(self, *, local: bool = False) -> bool:
         """Read the request from Dfns; True when the status moved forward."""
         st = self._state
         assert st.signature_id is not None
@@ -318,6 +345,7 @@ class SignatureWorkflow:
                 ),
                 SignatureRequestView,
                 _POLL_RETRY,
+                local=local,
             )
         except ActivityError as err:
             cause = err.cause
@@ -404,12 +432,26 @@ class SignatureWorkflow:
         approval_id = st.approval_id
         if approval_id is None:
             return
+        local = False
+        if workflow.patched(_PATCH_LOCAL_READS):
+            known = st.approval
+            if (
+                known is not None
+                and known.id == approval_id
+                and known.status != "Pending"
+                and known.date_resolved is not None
+            ):
+                # Dfns's resolved-approval webhook carries the whole approval, decisions
+                # included; nothing can change once it is resolved.
+                return
+            local = True
         try:
             st.approval = await self._activity(
                 ids.ACTIVITY_DESCRIBE_APPROVAL,
                 DescribeApprovalInput(approval_id=approval_id),
                 ApprovalInfo,
                 _DESCRIBE_RETRY,
+                local=local,
             )
         except ActivityError as err:
             # The outcome stands without the decisions; say why they are missing.
@@ -536,7 +578,10 @@ class SignatureWorkflow:
         )
 
     def _hint_pending(self) -> bool:
-        return self._approval_changed or self._state.hint_rank > status_rank(self._state.status)
+        return self._approval_changed or self._status_hinted()
+
+    def _status_hinted(self) -> bool:
+        return self._state.hint_rank > status_rank(self._state.status)
 
     def _finished(self) -> bool:
         status = self._state.status

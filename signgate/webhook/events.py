@@ -113,6 +113,9 @@ class _ApprovalRef(_Ref):
     decisions: list[_DecisionRef] = []
     activity: dict[str, Any] = {}
     quorum: int | None = Field(default=None, ge=1)
+    initiator_id: str | None = None
+    expiration_date: datetime | None = None
+    date_resolved: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,10 @@ def _approval_notice(envelope: _Envelope, data: dict[str, Any]) -> Notice:
             for d in approval.decisions
         ],
         quorum=approval.quorum,
+        initiator_id=approval.initiator_id,
+        expiration_date=_aware(approval.expiration_date),
+        # Only a resolved approval is final; a pending one's date means nothing yet.
+        date_resolved=_aware(approval.date_resolved) if approval.status != "Pending" else None,
         signature_id=signature_id if isinstance(signature_id, str) else None,
         source="webhook",
         event_id=envelope.event_id,
@@ -289,6 +296,12 @@ def _approval_notice(envelope: _Envelope, data: dict[str, Any]) -> Notice:
         external_id=external_id if isinstance(external_id, str) else None,
         event=event,
     )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
 
 
 def _ignored(envelope: _Envelope, reason: str) -> IgnoredNotice:

@@ -26,6 +26,13 @@ id. Delivered news is remembered per request and status (per approval, status an
 decisions for approvals), bounded, so a duplicate costs no signal and no history events.
 Only a signal Temporal accepted is remembered: a failed one is retried by Dfns.
 
+**Old news.** Once a request's ``Signed``, ``Confirmed``, ``Failed`` or ``Rejected`` reached
+its workflow, a resolved-approval event for it arriving later is not signalled: the
+workflow is finishing and reads the approval itself, and a signal landing while it
+finishes would only make Temporal refuse that completion and run the task again. (A
+transaction that waits for ``Confirmed`` then shows its approval resolved in the outcome,
+not in the progress query.)
+
 Outcomes: :class:`Delivery` (answer 200) or :class:`TemporalUnavailable` (answer 503).
 """
 
@@ -44,6 +51,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from signgate import ids
+from signgate.dfns.models import SignatureStatus
 from signgate.logs import get_logger
 from signgate.webhook.events import ApprovalNotice, IgnoredNotice, Notice, SignatureNotice
 
@@ -71,6 +79,16 @@ _MAX_MATCHES: Final = 20
 _log = get_logger("signgate.webhook.routing")
 
 DeliveryOutcome = Literal["delivered", "duplicate", "not-ours", "closed", "ignored"]
+
+# Statuses at which a workflow stops waiting (Signed: unless it waits for Confirmed).
+_SETTLING: Final = frozenset(
+    {
+        SignatureStatus.SIGNED,
+        SignatureStatus.CONFIRMED,
+        SignatureStatus.FAILED,
+        SignatureStatus.REJECTED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +200,15 @@ class TemporalRouter:
         seen_key = (external_id, *notice.dedupe_key)
         if self._delivered.get(seen_key) is not None:
             return Delivery("duplicate", "this news was already delivered")
+        settled_key = (external_id, "settled")
+        if (
+            isinstance(notice, ApprovalNotice)
+            and notice.event.status != "Pending"
+            and self._delivered.get(settled_key) is not None
+        ):
+            return Delivery(
+                "ignored", "the request is past its approval; the workflow reads it itself"
+            )
         workflow_ids = await self._resolve(external_id, notice.attempt)
         if isinstance(workflow_ids, Delivery):
             return workflow_ids
@@ -189,6 +216,8 @@ class TemporalRouter:
         if not signalled:
             return Delivery("closed", "the workflow has already finished", workflow_ids)
         self._delivered.put(seen_key, True)
+        if isinstance(notice, SignatureNotice) and notice.status in _SETTLING:
+            self._delivered.put(settled_key, True)
         return Delivery("delivered", "signalled", signalled)
 
     # --- resolution -----------------------------------------------------------------------

@@ -28,6 +28,8 @@ from temporalio.worker import Worker
 
 from activities.downstream import SqliteLedger
 from signgate.contracts import (
+    ApprovalDecisionInfo,
+    ApprovalEvent,
     BuildTransferInput,
     CallbackDelivery,
     LedgerDelivery,
@@ -101,6 +103,85 @@ async def signed_by_status_event(client: Client, sb: EngineSandbox, tq: str, wid
     event = StatusEvent(signature_id=progress.signature_id, status=SignatureStatus.SIGNED)
     await handle.execute_update(SignatureWorkflow.report_status_event, event)
     await handle.signal(SignatureWorkflow.status_event, event)
+    await handle.result()
+
+
+async def _resolved_approval_event(sb: EngineSandbox, approval_id: str) -> ApprovalEvent:
+    """The approval as Dfns's ``policy.approval.resolved`` webhook carries it, read back."""
+    async with httpx.AsyncClient(base_url=sb.base_url, timeout=10) as http:
+        approval = await sb.dfns_client("engine", http).get_approval(approval_id)
+    assert approval.status != "Pending" and approval.date_resolved is not None
+    return ApprovalEvent(
+        approval_id=approval.id,
+        status=approval.status,  # type: ignore[arg-type]  # checked by the model
+        decisions=[
+            ApprovalDecisionInfo(user_id=d.user_id, value=d.value, date=d.date, reason=d.reason)
+            for d in approval.decisions
+        ],
+        initiator_id=approval.initiator_id,
+        expiration_date=approval.expiration_date,
+        date_resolved=approval.date_resolved,
+        signature_id=approval.signature_request_id,
+    )
+
+
+async def signed_by_webhook_status(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """The status event alone: read, verified and the approval read in one workflow task."""
+    polling = PollingPolicy(initial_interval=timedelta(hours=1))
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), polling=polling),
+        id=wid,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, wid)
+    await sb.decide(approval, "alice", "bob")
+    await asyncio.sleep(1.5)  # the sandbox's executing delay, in real (locked) time
+    progress = await handle.query(SignatureWorkflow.state)
+    assert progress.signature_id is not None
+    event = StatusEvent(signature_id=progress.signature_id, status=SignatureStatus.SIGNED)
+    await handle.signal(SignatureWorkflow.status_event, event)
+    await handle.result()
+
+
+async def signed_after_approval_event(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """Both webhooks of an approval: the resolved approval, then the request's status."""
+    polling = PollingPolicy(initial_interval=timedelta(hours=1))
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("wallet", "evm-gated"), polling=polling),
+        id=wid,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, wid)
+    await sb.decide(approval, "alice", "bob")
+    await handle.signal(
+        SignatureWorkflow.approval_event, await _resolved_approval_event(sb, approval)
+    )
+    await asyncio.sleep(1.5)
+    progress = await handle.query(SignatureWorkflow.state)
+    assert progress.signature_id is not None
+    event = StatusEvent(signature_id=progress.signature_id, status=SignatureStatus.SIGNED)
+    await handle.signal(SignatureWorkflow.status_event, event)
+    await handle.result()
+
+
+async def approval_event_then_poll(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """The resolved approval arrives, its status event is lost: the next poll, brought
+    forward to the initial interval, finds the request signed."""
+    polling = PollingPolicy(initial_interval=timedelta(minutes=1), max_interval=timedelta(hours=1))
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), polling=polling),
+        id=wid,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, wid)
+    await _ENV[0].sleep(timedelta(hours=2))
+    await sb.decide(approval, "alice", "bob")
+    await handle.signal(
+        SignatureWorkflow.approval_event, await _resolved_approval_event(sb, approval)
+    )
     await handle.result()
 
 
@@ -184,6 +265,9 @@ async def payout_confirmed(client: Client, sb: EngineSandbox, tq: str, wid: str)
 SCENARIOS: dict[str, Scenario] = {
     "signed-after-polling": signed_after_polling,
     "signed-by-status-event": signed_by_status_event,
+    "signed-by-webhook-status": signed_by_webhook_status,
+    "signed-after-approval-event": signed_after_approval_event,
+    "approval-event-then-poll": approval_event_then_poll,
     "expired-by-deadline": expired_by_deadline,
     "expired-by-approval-timeout": expired_by_approval_timeout,
     "cancelled": cancelled,

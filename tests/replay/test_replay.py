@@ -3,8 +3,11 @@
 The files in ``histories/`` were recorded from real runs (``python -m tests.replay.record``):
 signed after days of polling, signed after a status event, expired by deadline and by the
 approval timeout, cancelled, continued as new (every run), a refused signature, and a payout
-with its child. If a code change makes any of them replay differently, workflows already in
-flight would break on deploy: this test fails first.
+with its child; and, recorded after the ``local-reads`` patch, a status event read and
+verified within one workflow task, both webhooks of an approval, and a resolved approval
+whose status event never came. The older files replay the commands runs made before the
+patch, so both paths stay covered. If a code change makes any of them replay differently,
+workflows already in flight would break on deploy: this test fails first.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def test_the_representative_runs_are_all_there() -> None:
     assert {
         "signed-after-polling",
         "signed-by-status-event",
+        "signed-by-webhook-status",
+        "signed-after-approval-event",
+        "approval-event-then-poll",
         "expired-by-deadline",
         "expired-by-approval-timeout",
         "cancelled",

@@ -98,6 +98,22 @@ def test_an_approval_event_reports_decisions() -> None:
     assert pending.dedupe_key != notice.dedupe_key
 
 
+def test_a_resolved_approval_event_carries_the_whole_approval() -> None:
+    raw = approval("Approved")
+    raw.update(dateResolved="2025-01-01T00:00:05.000Z", expirationDate="2025-01-02T00:00:00.000Z")
+    notice = parse_notice(event("policy.approval.resolved", {"approval": raw}))
+    assert isinstance(notice, ApprovalNotice)
+    assert notice.event.initiator_id == "us-engine"
+    assert notice.event.date_resolved == datetime(2025, 1, 1, 0, 0, 5, tzinfo=UTC)
+    assert notice.event.expiration_date == datetime(2025, 1, 2, tzinfo=UTC)
+    # A pending approval's dates say nothing final, whatever the event carries.
+    raw["status"] = "Pending"
+    pending = parse_notice(event("policy.approval.pending", {"approval": raw}))
+    assert isinstance(pending, ApprovalNotice)
+    assert pending.event.date_resolved is None
+    assert pending.event.expiration_date == datetime(2025, 1, 2, tzinfo=UTC)
+
+
 def test_approvals_that_gate_no_signature_request_are_ignored() -> None:
     raw = approval()
     raw["activity"] = {"kind": "Policies:Modify", "changeRequest": {"id": "cr-1"}}

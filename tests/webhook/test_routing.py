@@ -133,6 +133,37 @@ async def test_an_approval_event_is_signalled_as_approval_progress(
     assert isinstance(arg, ApprovalEvent) and arg.status == "Approved"
 
 
+async def test_a_resolved_approval_after_the_final_status_is_not_signalled(
+    temporal: FakeTemporal,
+) -> None:
+    router = router_for(temporal)
+    resolved = parse_notice(event("policy.approval.resolved", {"approval": approval()}))
+    assert (await router.deliver(signed_notice())).outcome == "delivered"
+    # The workflow is finishing and reads the approval itself; a signal now would only make
+    # Temporal refuse its completion and run the workflow task again.
+    delivery = await router.deliver(resolved)
+    assert delivery.outcome == "ignored" and "past its approval" in delivery.detail
+    assert [name for _, name, _ in temporal.signals] == [ids.SIGNAL_STATUS_EVENT]
+
+
+async def test_approval_events_before_the_final_status_are_signalled(
+    temporal: FakeTemporal,
+) -> None:
+    router = router_for(temporal)
+    pending = parse_notice(event("policy.approval.pending", {"approval": approval("Pending")}))
+    resolved = parse_notice(event("policy.approval.resolved", {"approval": approval()}))
+    assert (await router.deliver(signed_notice("Executing"))).outcome == "delivered"
+    assert (await router.deliver(pending)).outcome == "delivered"
+    assert (await router.deliver(resolved)).outcome == "delivered"
+    assert (await router.deliver(signed_notice())).outcome == "delivered"
+    assert [name for _, name, _ in temporal.signals] == [
+        ids.SIGNAL_STATUS_EVENT,
+        ids.SIGNAL_APPROVAL_EVENT,
+        ids.SIGNAL_APPROVAL_EVENT,
+        ids.SIGNAL_STATUS_EVENT,
+    ]
+
+
 async def test_the_second_event_of_a_request_costs_no_query(temporal: FakeTemporal) -> None:
     router = router_for(temporal)
     await router.deliver(

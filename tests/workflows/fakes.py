@@ -61,6 +61,7 @@ class FakeDfns:
     fetch_times: list[datetime] = field(default_factory=list)
     denials: list[DenyApprovalInput] = field(default_factory=list)
     verifications: int = 0
+    describes: int = 0
     callbacks: list[CallbackInput] = field(default_factory=list)
     ledger: dict[str, LedgerInput] = field(default_factory=dict)
     _requests: dict[str, _Request] = field(default_factory=dict)
@@ -158,6 +159,7 @@ class FakeDfns:
 
     @activity.defn(name=ids.ACTIVITY_DESCRIBE_APPROVAL)
     async def describe(self, input: DescribeApprovalInput) -> ApprovalInfo:
+        self.describes += 1
         denied = any(r.denied_at is not None for r in self._requests.values())
         status = "Expired" if self.approval_expired else ("Denied" if denied else "Approved")
         return ApprovalInfo(

@@ -435,12 +435,12 @@ async def test_query_reports_time_in_status_and_polls(
     assert progress.next_poll_in is not None and progress.next_poll_in <= timedelta(hours=1)
 
 
-async def test_approval_events_record_decisions_and_trigger_a_poll(
+async def test_approval_events_record_decisions_and_bring_the_next_poll_forward(
     ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:
-    fake = FakeDfns(steps=[(timedelta(milliseconds=1), S.SIGNED)])
-    six_hours = timedelta(hours=6)
-    inp = _input(polling=PollingPolicy(initial_interval=six_hours, max_interval=six_hours))
+    fake = FakeDfns(steps=[(timedelta(hours=10), S.SIGNED)])
+    minute, six_hours = timedelta(minutes=1), timedelta(hours=6)
+    inp = _input(polling=PollingPolicy(initial_interval=minute, max_interval=six_hours))
     alice = ApprovalDecisionInfo(user_id="us-alice", value="Approved")
     bob = ApprovalDecisionInfo(user_id="us-bob", value="Approved")
     async with _running(ts_env, task_queue, fake, inp) as handle:
@@ -458,6 +458,9 @@ async def test_approval_events_record_decisions_and_trigger_a_poll(
             if progress.approval is not None:
                 break
             await asyncio.sleep(0.01)
+        # Backed off by now: without news the next poll is hours away.
+        await ts_env.sleep(timedelta(hours=10, minutes=5))
+        before = await handle.query(SignatureWorkflow.state)
         await handle.signal(
             SignatureWorkflow.approval_event,
             ApprovalEvent(approval_id="ap-fake", status="Approved", decisions=[bob]),
@@ -466,9 +469,81 @@ async def test_approval_events_record_decisions_and_trigger_a_poll(
     assert progress.approval is not None and progress.approval.quorum == 2
     assert [d.user_id for d in progress.approval.decisions] == ["us-alice"]
     assert progress.events_ignored == 1
+    assert before.next_poll_in is not None and before.next_poll_in > timedelta(hours=1)
     assert outcome.kind == "signed"
     assert outcome.date_requested is not None
-    assert outcome.finished_at - outcome.date_requested < timedelta(hours=1)
+    # The resolved approval did not read the request at once (its status event is the
+    # wake-up); it brought the next poll forward to the initial interval.
+    assert outcome.polls == before.polls + 1
+    took = outcome.finished_at - outcome.date_requested
+    assert timedelta(hours=10, minutes=5) < took < timedelta(hours=10, minutes=7)
+
+
+async def _events_after_signal(handle: Handle) -> list[EventType.ValueType]:
+    history = await handle.fetch_history()
+    kinds = [e.event_type for e in history.events]
+    first = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    return kinds[first:]
+
+
+async def test_a_status_hint_is_followed_up_within_one_workflow_task(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(steps=[(timedelta(milliseconds=1), S.SIGNED)])
+    inp = _input(polling=PollingPolicy(initial_interval=timedelta(hours=1)))
+    async with _running(ts_env, task_queue, fake, inp) as handle:
+        sid = await _submitted(handle)
+        await handle.signal(
+            SignatureWorkflow.status_event, StatusEvent(signature_id=sid, status=S.SIGNED)
+        )
+        outcome = await handle.result()
+        after = await _events_after_signal(handle)
+    assert outcome.kind == "signed"
+    assert outcome.approval is not None and outcome.approval.status == "Approved"
+    assert (fake.fetches, fake.verifications, fake.describes) == (1, 1, 1)
+    # Read, verified and described as local activities: no activity task, one workflow task.
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in after
+    assert after.count(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) == 1
+    assert after.count(EventType.EVENT_TYPE_MARKER_RECORDED) >= 3
+    assert after[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+
+
+@pytest.mark.parametrize("carried_in_full", [True, False], ids=["full", "partial"])
+async def test_a_resolved_approval_its_event_carried_is_not_read_again(
+    ts_env: WorkflowEnvironment, task_queue: str, carried_in_full: bool
+) -> None:
+    fake = FakeDfns(steps=[(timedelta(milliseconds=1), S.SIGNED)])
+    inp = _input(polling=PollingPolicy(initial_interval=timedelta(hours=1)))
+    decisions = [
+        ApprovalDecisionInfo(user_id="us-alice", value="Approved"),
+        ApprovalDecisionInfo(user_id="us-bob", value="Approved"),
+    ]
+    resolved = await ts_env.get_current_time()
+    event = ApprovalEvent(
+        approval_id="ap-fake",
+        status="Approved",
+        decisions=decisions,
+        initiator_id="us-engine",
+        date_resolved=resolved if carried_in_full else None,
+    )
+    async with _running(ts_env, task_queue, fake, inp) as handle:
+        sid = await _submitted(handle)
+        await handle.signal(SignatureWorkflow.approval_event, event)
+        await handle.signal(
+            SignatureWorkflow.status_event, StatusEvent(signature_id=sid, status=S.SIGNED)
+        )
+        outcome = await handle.result()
+    assert outcome.kind == "signed"
+    assert outcome.approval is not None
+    if carried_in_full:
+        assert fake.describes == 0
+        assert [d.user_id for d in outcome.approval.decisions] == ["us-alice", "us-bob"]
+        assert outcome.approval.initiator_id == "us-engine"
+        assert outcome.approval.date_resolved == resolved
+    else:
+        # Without dateResolved the event may not be the whole approval: read it.
+        assert fake.describes == 1
+        assert [d.user_id for d in outcome.approval.decisions] == ["us-alice"]
 
 
 async def test_starting_twice_attaches_to_the_running_request(
