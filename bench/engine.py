@@ -22,15 +22,12 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -54,31 +51,16 @@ if sys.dont_write_bytecode:
     BYTECODE_NOTE = f"(PYTHONDONTWRITEBYTECODE was set: bytecode cached in {sys.pycache_prefix})"
 
 from activities.downstream import SqliteLedger  # noqa: E402
+from bench import _common  # noqa: E402
 from bench.trivial import TrivialWorkflow, noop  # noqa: E402
 from signgate.contracts import PollingPolicy, SignatureWorkflowInput, SigningTarget  # noqa: E402
-from signgate.dfns.auth import CredentialSigner  # noqa: E402
-from signgate.dfns.client import DfnsClient  # noqa: E402
 from signgate.dfns.requests import ApprovalDecisionRequest, HashRequest  # noqa: E402
-from signgate.ids import SA_STATUS, SEARCH_ATTRIBUTES  # noqa: E402
+from signgate.ids import SA_STATUS  # noqa: E402
 from signgate.logs import configure_logging  # noqa: E402
 from worker import ENGINE_WORKFLOWS, engine_activities  # noqa: E402
 from workflows.signature import SignatureWorkflow  # noqa: E402
 
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (this one by default), from /proc."""
-    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def _rss_mb() -> float:
@@ -88,49 +70,9 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-@contextmanager
-def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-@dataclass
-class Org:
-    base_url: str
-    credentials: dict[str, Any]
-
-    def client(self, name: str, http: httpx.AsyncClient) -> DfnsClient:
-        ident = self.credentials["identities"][name]
-        signer = CredentialSigner(ident["credId"], ident["privateKeyPem"], "http://localhost")
-        return DfnsClient(http, auth_token=ident["authToken"], signer=signer)
-
+class Org(_common.Org):
     def key(self, name: str) -> SigningTarget:
-        return SigningTarget(kind="key", id=self.credentials["keys"][name]["keyId"])
+        return SigningTarget(kind="key", id=self.key_id(name))
 
 
 async def _run_many(
@@ -154,26 +96,21 @@ def _signature_input(target: SigningTarget, **overrides: Any) -> SignatureWorkfl
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
-    temporal_port = _free_port()
-    sandbox_port = _free_port()
-    dev_args = [
-        str(BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-        "--port", str(temporal_port), "--http-port", str(_free_port()), "--log-level", "error",
-    ]  # fmt: skip
-    for key in SEARCH_ATTRIBUTES:
-        dev_args += ["--search-attribute", f"{key.name}=Keyword"]
+    temporal_port = _common.free_port()
+    sandbox_port = _common.free_port()
+    dev_args = _common.dev_server_args(BIN / "temporal", temporal_port)
     sandbox_db = workdir / "sandbox.db"
     sandbox_args = [
         str(BIN / "signgate"), "sandbox", "--port", str(sandbox_port), "--db", str(sandbox_db),
         "--log-level", "WARNING", "--executing-delay", "0.2",
     ]  # fmt: skip
     with (
-        _process(dev_args, workdir / "temporal.log") as dev,
-        _process(sandbox_args, workdir / "sandbox.log") as sandbox,
+        _common.process(dev_args, workdir / "temporal.log") as dev,
+        _common.process(sandbox_args, workdir / "sandbox.log") as sandbox,
     ):
-        _wait_for(lambda: _listening(temporal_port), "the Temporal dev server")
+        _common.wait_for(lambda: _common.listening(temporal_port), "the Temporal dev server")
         credentials_path = workdir / "sandbox-credentials.json"
-        _wait_for(
+        _common.wait_for(
             lambda: (
                 credentials_path.exists()
                 and "baseUrl" in json.loads(credentials_path.read_text() or "{}")
@@ -194,8 +131,8 @@ class Cpu:
     pids: dict[str, int]
 
     def snapshot(self) -> dict[str, float]:
-        taken = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
-        taken["worker"] = _cpu_seconds()
+        taken = {name: _common.cpu_seconds(pid) for name, pid in self.pids.items()}
+        taken["worker"] = _common.cpu_seconds()
         return taken
 
     @staticmethod

@@ -33,7 +33,6 @@ import json
 import multiprocessing
 import multiprocessing.synchronize
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ import httpx  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import _common  # noqa: E402
 from signgate.dfns.auth import CredentialSigner  # noqa: E402
 from signgate.dfns.client import DfnsClient  # noqa: E402
 from signgate.dfns.requests import HashRequest  # noqa: E402
@@ -69,24 +69,10 @@ _STARTED = "signgate_bench_started"
 # --- the sandbox process ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU seconds of a process (this one by default), from /proc."""
-    fields = Path(f"/proc/{pid or 'self'}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
-
-
 @contextmanager
 def _sandbox(workdir: Path, log_level: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """``signgate sandbox`` on a free port with a fresh database; yields (process, base URL)."""
-    port = _free_port()
+    port = _common.free_port()
     db = workdir / "sandbox.db"
     args = [
         str(BIN / "signgate"), "sandbox", "--host", "127.0.0.1", "--port", str(port),
@@ -219,13 +205,13 @@ async def _run_job(job: Job, ready: multiprocessing.synchronize.Barrier | None) 
         if ready is not None:
             await asyncio.to_thread(ready.wait)
         measuring = True
-        cpu = _cpu_seconds()
-        result.server_cpu_began = _cpu_seconds(job.server_pid)
+        cpu = _common.cpu_seconds()
+        result.server_cpu_began = _common.cpu_seconds(job.server_pid)
         result.began = time.monotonic()
         await run(job.requests)
         result.ended = time.monotonic()
-        result.server_cpu_ended = _cpu_seconds(job.server_pid)
-        result.cpu_seconds = _cpu_seconds() - cpu
+        result.server_cpu_ended = _common.cpu_seconds(job.server_pid)
+        result.cpu_seconds = _common.cpu_seconds() - cpu
     return result
 
 

@@ -46,16 +46,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +73,7 @@ if sys.dont_write_bytecode:
     sys.pycache_prefix = tempfile.mkdtemp(prefix="signgate-bench-pyc-")
     atexit.register(shutil.rmtree, sys.pycache_prefix, ignore_errors=True)
 
+from bench import _common  # noqa: E402
 from signgate import ids  # noqa: E402
 from signgate.contracts import (  # noqa: E402
     PollingPolicy,
@@ -86,7 +83,6 @@ from signgate.contracts import (  # noqa: E402
     SigningTarget,
 )
 from signgate.dfns.auth import CredentialSigner  # noqa: E402
-from signgate.dfns.client import DfnsClient  # noqa: E402
 from signgate.dfns.requests import ApprovalDecisionRequest, HashRequest  # noqa: E402
 from signgate.logs import configure_logging  # noqa: E402
 from signgate.settings import Settings  # noqa: E402
@@ -107,66 +103,9 @@ _PURPOSES = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNGATE_", "TEMPORAL_"))}
-    env.update(extra)
-    return env
-
-
-@contextmanager
-def _process(
-    args: list[str], log: Path, env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(  # noqa: S603 - our own venv binaries, fixed arguments
-            args, stdout=out, stderr=subprocess.STDOUT, env=env or _clean_env()
-        )
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-@dataclass
-class Org:
-    base_url: str
-    credentials: dict[str, Any]
-
-    def client(self, name: str, http: httpx.AsyncClient) -> DfnsClient:
-        ident = self.credentials["identities"][name]
-        signer = CredentialSigner(ident["credId"], ident["privateKeyPem"], "http://localhost")
-        return DfnsClient(http, auth_token=ident["authToken"], signer=signer)
-
+class Org(_common.Org):
     def target(self) -> SigningTarget:
-        return SigningTarget(kind="key", id=self.credentials["keys"][KEY]["keyId"])
+        return SigningTarget(kind="key", id=self.key_id(KEY))
 
     def headers(self, name: str) -> dict[str, str]:
         token = self.credentials["identities"][name]["authToken"]
@@ -359,18 +298,8 @@ async def _approval_ids(handles: list[Handle]) -> list[str]:
     return list(await asyncio.gather(*(one(h) for h in handles)))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc (0 once it has gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _cpu_snapshot(pids: dict[str, int]) -> dict[str, float]:
-    return {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    return {name: _common.cpu_seconds(pid) for name, pid in pids.items()}
 
 
 async def _start(
@@ -705,13 +634,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         "on": settings.polling_policy(webhooks=True),
         "off": settings.polling_policy(webhooks=False),
     }
-    temporal_port, sandbox_port, receiver_port = _free_port(), _free_port(), _free_port()
-    dev_args = [
-        str(BIN / "temporal"), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-        "--port", str(temporal_port), "--http-port", str(_free_port()), "--log-level", "error",
-    ]  # fmt: skip
-    for key in ids.SEARCH_ATTRIBUTES:
-        dev_args += ["--search-attribute", f"{key.name}=Keyword"]
+    temporal_port, sandbox_port, receiver_port = (
+        _common.free_port(),
+        _common.free_port(),
+        _common.free_port(),
+    )
+    dev_args = _common.dev_server_args(BIN / "temporal", temporal_port)
     if args.server_db == "wal":
         dev_args += [
             "--db-filename", str(workdir / "temporal.sqlite"),
@@ -722,12 +650,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         "--db", str(workdir / "sandbox.db"), "--log-level", "WARNING", "--executing-delay", "0",
     ]  # fmt: skip
     with (
-        _process(dev_args, workdir / "temporal.log") as dev,
-        _process(sandbox_args, workdir / "sandbox.log") as sandbox,
+        _common.process(dev_args, workdir / "temporal.log") as dev,
+        _common.process(sandbox_args, workdir / "sandbox.log") as sandbox,
     ):
-        _wait_for(lambda: _listening(temporal_port), "the Temporal dev server")
+        _common.wait_for(lambda: _common.listening(temporal_port), "the Temporal dev server")
         credentials = workdir / "sandbox-credentials.json"
-        _wait_for(
+        _common.wait_for(
             lambda: credentials.exists() and "baseUrl" in json.loads(credentials.read_text()),
             "the sandbox",
         )
@@ -829,15 +757,15 @@ async def _webhooks_on(
     async with httpx.AsyncClient(base_url=org.base_url, timeout=30) as http:
         admin = org.client("engine", http)
         registration = await register_webhook(admin, url, secret_file)
-        env = _clean_env(
+        env = _common.clean_env(
             SIGNGATE_WEBHOOK_SECRET_FILE=str(secret_file),
             SIGNGATE_LOG_LEVEL="WARNING",
             TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
         )
         receiver_args = [sys.executable, "-m", "signgate.webhook", "--port", str(receiver_port)]
         try:
-            with _process(receiver_args, workdir / "receiver.log", env) as receiver:
-                _wait_for(lambda: _listening(receiver_port), "the webhook receiver")
+            with _common.process(receiver_args, workdir / "receiver.log", env) as receiver:
+                _common.wait_for(lambda: _common.listening(receiver_port), "the webhook receiver")
                 result = await _round(
                     "on",
                     args,
