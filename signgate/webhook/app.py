@@ -205,7 +205,7 @@ class WebhookReceiver:
 
 
 class _NoSecrets(Exception):
-    pass
+    """No webhook secret is configured, so no event can be verified."""
 
 
 def create_app(receiver: WebhookReceiver, *, path: str = DEFAULT_PATH) -> FastAPI:
