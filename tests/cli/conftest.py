@@ -10,7 +10,17 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.cli.support import DevProcess, all_gone
+from tests.cli.support import STARTED, DevProcess, all_gone
+
+
+@pytest.fixture(autouse=True)
+def stop_started_stacks() -> Iterator[None]:
+    """Stop every stack a test started itself, even when the test failed before doing so."""
+    before = len(STARTED)
+    yield
+    for started in STARTED[before:]:
+        started.stop()
+    del STARTED[before:]
 
 
 @pytest.fixture(scope="package")

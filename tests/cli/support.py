@@ -80,8 +80,16 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
+STARTED: list[DevProcess] = []
+"""Every ``DevProcess`` started in this test session."""
+
+
 class DevProcess:
-    """``signgate dev`` as a subprocess; its stdout is collected line by line."""
+    """``signgate dev`` as a subprocess; its stdout is collected line by line.
+
+    Every instance is remembered in :data:`STARTED` so a test that fails half-way still has
+    its stack stopped (see ``stop_started_stacks`` in ``conftest.py``).
+    """
 
     def __init__(self, state_dir: Path, *flags: str) -> None:
         self.state_dir = state_dir
@@ -93,7 +101,8 @@ class DevProcess:
         self._ready = threading.Event()
 
     def start(self, timeout: float = 90.0) -> DevProcess:
-        """Start and wait for ``signgate dev is ready.``; fail with its output otherwise."""
+        """Start and wait for the end of its ready banner; fail with its output otherwise."""
+        STARTED.append(self)
         self._ready.clear()
         self.lines = []
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -122,7 +131,8 @@ class DevProcess:
         assert process.stdout is not None
         for line in process.stdout:
             self.lines.append(line.rstrip("\n"))
-            if line.startswith("signgate dev is ready."):
+            # The banner's last line: the URLs above it are printed by then.
+            if line.startswith("Press Ctrl-C to stop."):
                 self._ready.set()
 
     def output(self) -> str:
