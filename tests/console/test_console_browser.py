@@ -55,8 +55,11 @@ HOSTILE_REASON = '<img src=x onerror="window.__xss = 1">ok by alice'
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[EngineSandbox]:
+    # The transfer must stay Signed while the page and the workflow look at it: with a short
+    # confirm delay a slow machine sees Confirmed first (both are right, but this test is
+    # about approval leading to Signed).
     running = EngineSandbox(
-        tmp_path / "sandbox", executing_delay_seconds=0.5, confirm_delay_seconds=1.0
+        tmp_path / "sandbox", executing_delay_seconds=0.5, confirm_delay_seconds=600.0
     ).start()
     try:
         yield running
