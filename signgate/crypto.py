@@ -62,6 +62,7 @@ __all__ = [
     "evm_transaction_signing_hash",
     "evm_transaction_summary",
     "keccak256",
+    "precompute",
     "rlp_decode",
     "rlp_encode",
     "schnorr_sign",
@@ -254,6 +255,15 @@ def _g_table() -> list[list[_Affine]]:
             if table is None:
                 table = _G_TABLE = _build_g_table()
     return table
+
+
+def precompute() -> None:
+    """Build the secp256k1 generator table now (tens of milliseconds, once per process).
+
+    Otherwise the first signature signed or verified pays for it, inside whatever request
+    or workflow task happens to be first; processes call this while starting.
+    """
+    _g_table()
 
 
 def _mul_g(k: int) -> _Jacobian:

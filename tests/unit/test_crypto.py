@@ -73,6 +73,18 @@ def test_keccak256_rejects_text() -> None:
 # --------------------------------------------------------------------------- keys
 
 
+def test_precompute_builds_the_generator_table_once() -> None:
+    crypto.precompute()
+    table = crypto._G_TABLE
+    assert table is not None and len(table) == 32
+    crypto.precompute()
+    assert crypto._G_TABLE is table, "a second call reuses the table"
+    # The table's first entry is G itself.
+    assert crypto._encode_point(table[0][0], True) == crypto.secp256k1_public_key(
+        (1).to_bytes(32, "big")
+    )
+
+
 def test_public_key_of_one_is_the_generator() -> None:
     assert secp256k1_public_key(_scalar(1)) == G_COMPRESSED
     assert secp256k1_public_key(_scalar(1), compressed=False) == G_UNCOMPRESSED
