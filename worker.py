@@ -44,6 +44,7 @@ from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
 from activities.payout import build_evm_transfer
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
+from signgate import crypto
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
@@ -95,6 +96,9 @@ def engine_activities(
     ledgers: Mapping[str, Ledger],
 ) -> list[Callable[..., Any]]:
     """Every activity the engine's workflows call, bound to their dependencies."""
+    # Verification's curve tables, built now rather than inside the first workflow task
+    # that verifies a signature (where a burst of completions would queue behind them).
+    crypto.precompute()
     signing = SigningActivities(dfns)
     verification = VerificationActivities(dfns)
     downstream = DownstreamActivities(
@@ -106,6 +110,7 @@ def engine_activities(
         signing.deny_own_approval,
         signing.describe_approval,
         verification.verify,
+        verification.read_and_verify,
         downstream.deliver_callback,
         downstream.record_ledger,
         build_evm_transfer,

@@ -31,10 +31,17 @@ from dataclasses import dataclass
 from typing import Final
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.errors import dfns_errors
+from activities.signing import slim
 from signgate import crypto, ids
-from signgate.contracts import VerificationResult, VerifyInput
+from signgate.contracts import (
+    ReadAndVerifyInput,
+    ReadAndVerifyResult,
+    VerificationResult,
+    VerifyInput,
+)
 from signgate.dfns.client import DfnsClient, SigningTarget
 from signgate.dfns.models import Signature, SignatureRequestView
 from signgate.dfns.requests import (
@@ -289,13 +296,37 @@ class VerificationActivities:
     @activity.defn(name=ids.ACTIVITY_VERIFY)
     async def verify(self, input: VerifyInput) -> VerificationResult:
         """Verify the signature of ``input.snapshot`` against the target's public key."""
-        key = await self.public_key(input.target)
+        return await self._verify(input.target, input.request, input.snapshot)
+
+    @activity.defn(name=ids.ACTIVITY_READ_AND_VERIFY)
+    async def read_and_verify(self, input: ReadAndVerifyInput) -> ReadAndVerifyResult:
+        """Read the request; when it carries signatures, verify them in the same activity.
+
+        A read that fails fails the activity (the workflow counts a failed poll). A key that
+        cannot be read only leaves ``verification`` empty: the workflow then verifies with
+        :meth:`verify`, which retries until the key can be read.
+        """
+        with dfns_errors(f"fetch {input.signature_id}"):
+            view = slim(await self._dfns.fetch(input.target, input.signature_id))
+        if not input.verify or (view.signature is None and not view.signatures):
+            return ReadAndVerifyResult(view=view)
+        try:
+            result = await self._verify(input.target, input.request, view)
+        except ApplicationError as exc:
+            _log.warning("signature.verification_deferred", signature_id=view.id, error=exc.message)
+            return ReadAndVerifyResult(view=view)
+        return ReadAndVerifyResult(view=view, verification=result)
+
+    async def _verify(
+        self, target: SigningTarget, request: SignatureRequestBody, view: SignatureRequestView
+    ) -> VerificationResult:
+        key = await self.public_key(target)
         # Pure-Python curve arithmetic: keep it off the event loop.
-        result = await asyncio.to_thread(verify_signature, key, input.request, input.snapshot)
+        result = await asyncio.to_thread(verify_signature, key, request, view)
         log = _log.warning if result.status == "invalid" else _log.info
         log(
             "signature.verified",
-            signature_id=input.snapshot.id,
+            signature_id=view.id,
             verdict=result.status,
             method=result.method,
             detail=result.detail,

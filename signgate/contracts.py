@@ -54,6 +54,8 @@ __all__ = [
     "PayoutInput",
     "PayoutOutcome",
     "PollingPolicy",
+    "ReadAndVerifyInput",
+    "ReadAndVerifyResult",
     "RecordModel",
     "SignatureOutcome",
     "SignatureProgress",
@@ -470,6 +472,30 @@ class VerifyInput(InputModel):
     target: SigningTarget
     request: SignatureRequestBody
     snapshot: SignatureRequestView
+
+
+class ReadAndVerifyInput(InputModel):
+    """Read one signature request and, when it carries signatures, verify them.
+
+    One activity instead of a read and then a verification: the read that finds a request
+    signed is usually the last thing a workflow does before it finishes.
+    """
+
+    target: SigningTarget
+    signature_id: str
+    external_id: str | None = None
+    request: SignatureRequestBody
+    verify: bool = True
+    """False once the workflow holds a verification: later reads (waiting for Confirmed)
+    do not check the same signature again."""
+
+
+class ReadAndVerifyResult(RecordModel):
+    """The request as read; ``verification`` of its signatures when it carried any and they
+    could be checked (``None``: no signatures, or the key could not be read this time)."""
+
+    view: SignatureRequestView
+    verification: VerificationResult | None = None
 
 
 class CallbackInput(InputModel):

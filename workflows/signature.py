@@ -53,6 +53,8 @@ with workflow.unsafe.imports_passed_through():
         FetchInput,
         LedgerInput,
         OutcomeKind,
+        ReadAndVerifyInput,
+        ReadAndVerifyResult,
         SignatureOutcome,
         SignatureProgress,
         SignatureWorkflowInput,
@@ -110,6 +112,17 @@ _DELIVERY_RETRY = RetryPolicy(
 #   completion and run the task again); the next poll is brought forward instead;
 # * a resolved approval whose webhook carried it in full is not read again.
 _PATCH_LOCAL_READS = "local-reads"
+# A second patch, decided once per run when the run first waits (so its marker is recorded
+# while nothing waits on it, not in the workflow task that completes the request, and a
+# request signed at submission, which never waits, pays nothing for it). Until it is
+# decided, and in runs that began before it, the run behaves as before it. Under it:
+# * everything ``local-reads`` does (its own marker is then never recorded);
+# * a read that finds signatures verifies them in the same activity
+#   (``read_and_verify_signature_request``): one local activity, not two, in the workflow
+#   task a webhook wakes;
+# * search-attribute changes made within one workflow task go out as one upsert (the
+#   status and the outcome of a finishing request: one visibility write, not two).
+_PATCH_LEAN = "lean-commands"
 
 _FINAL = frozenset({SignatureStatus.CONFIRMED, SignatureStatus.FAILED, SignatureStatus.REJECTED})
 _APPROVAL_ORDER = {"Pending": 0, "Approved": 1, "Denied": 1, "Expired": 1}
@@ -136,6 +149,8 @@ class SignatureWorkflow:
         self._stop_handled = False
         self._next_poll_at: datetime | None = None
         self._notes: list[str] = []
+        self._lean: bool | None = None  # decided at the run's first wait
+        self._pending_attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # --- messages -------------------------------------------------------------------------
 
@@ -226,13 +241,11 @@ class SignatureWorkflow:
         st = self._state
         policy = input.polling
         if st.run == 1 and st.signature_id is None:
-            workflow.upsert_search_attributes(
-                [
-                    ids.SA_STATUS.value_set("Submitting"),
-                    ids.SA_TARGET_ID.value_set(input.target.id),
-                    ids.SA_IDEMPOTENCY_KEY.value_set(st.idempotency_key),
-                    ids.SA_EXTERNAL_ID.value_set(st.external_id),
-                ]
+            self._upsert(
+                ids.SA_STATUS.value_set("Submitting"),
+                ids.SA_TARGET_ID.value_set(input.target.id),
+                ids.SA_IDEMPOTENCY_KEY.value_set(st.idempotency_key),
+                ids.SA_EXTERNAL_ID.value_set(st.external_id),
             )
         if st.signature_id is None:
             if self._deadline_reached():
@@ -254,6 +267,7 @@ class SignatureWorkflow:
                 interval = policy.initial_interval
                 continue
             if self._should_continue_as_new(polls_this_run):
+                self._flush_attributes()
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 st.run += 1
                 st.next_interval = interval
@@ -268,7 +282,7 @@ class SignatureWorkflow:
             woke = await self._wait(timeout)
             if not woke and self._stop_due():
                 continue
-            if woke and not self._status_hinted() and workflow.patched(_PATCH_LOCAL_READS):
+            if woke and not self._status_hinted() and self._local_reads():
                 # Only the approval resolved: the request's own status event follows and is
                 # the wake-up; reading now would race it (two wake-ups for one approval).
                 # Look again within the initial interval in case that event is lost.
@@ -277,7 +291,7 @@ class SignatureWorkflow:
                 st.next_interval = interval
                 continue
             hinted = self._hint_pending()
-            changed = await self._poll(local=hinted and workflow.patched(_PATCH_LOCAL_READS))
+            changed = await self._poll(local=hinted and self._local_reads())
             polls_this_run += 1
             if hinted and st.hint_rank > status_rank(st.status):
                 # The hint ran ahead of what Dfns shows: drop it, look again soon.
@@ -298,7 +312,8 @@ class SignatureWorkflow:
     async def _finish(self) -> SignatureOutcome:
         """Decide the outcome, show it in visibility, run the deliveries for it."""
         outcome = self._outcome()
-        workflow.upsert_search_attributes([ids.SA_OUTCOME.value_set(outcome.kind)])
+        self._upsert(ids.SA_OUTCOME.value_set(outcome.kind))
+        self._flush_attributes()
         await workflow.wait_condition(workflow.all_handlers_finished)
         receipts = await self._deliver(outcome)
         return outcome.model_copy(update={"deliveries": receipts})
@@ -316,7 +331,8 @@ class SignatureWorkflow:
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
-                workflow.upsert_search_attributes([ids.SA_STATUS.value_set("Refused")])
+                self._upsert(ids.SA_STATUS.value_set("Refused"))
+                self._flush_attributes()
                 raise ApplicationError(
                     f"Dfns refused the signature request: {cause.message}",
                     type=cause.type or ids.ERR_INVALID_REQUEST,
@@ -335,18 +351,35 @@ class SignatureWorkflow:
         assert st.signature_id is not None
         self._approval_changed = False
         st.polls += 1
+        verification: VerificationResult | None = None
         try:
-            view = await self._activity(
-                ids.ACTIVITY_FETCH,
-                FetchInput(
-                    target=self._input.target,
-                    signature_id=st.signature_id,
-                    external_id=st.external_id,
-                ),
-                SignatureRequestView,
-                _POLL_RETRY,
-                local=local,
-            )
+            if self._lean is True:
+                read = await self._activity(
+                    ids.ACTIVITY_READ_AND_VERIFY,
+                    ReadAndVerifyInput(
+                        target=self._input.target,
+                        signature_id=st.signature_id,
+                        external_id=st.external_id,
+                        request=self._request,
+                        verify=st.verification is None,
+                    ),
+                    ReadAndVerifyResult,
+                    _POLL_RETRY,
+                    local=local,
+                )
+                view, verification = read.view, read.verification
+            else:
+                view = await self._activity(
+                    ids.ACTIVITY_FETCH,
+                    FetchInput(
+                        target=self._input.target,
+                        signature_id=st.signature_id,
+                        external_id=st.external_id,
+                    ),
+                    SignatureRequestView,
+                    _POLL_RETRY,
+                    local=local,
+                )
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == ids.ERR_REQUEST_MISMATCH:
@@ -358,7 +391,13 @@ class SignatureWorkflow:
             )
             return False
         st.last_poll_error = None
-        return self._apply(view)
+        moved = self._apply(view)
+        if verification is not None:
+            # Keyed by the signatures it checked: ``_ensure_verified`` reuses it only for
+            # a snapshot that carries exactly those.
+            st.verification = verification
+            st.verified_signatures = _signature_key(view)
+        return moved
 
     async def _stop(self) -> bool:
         """Deadline passed or cancelled: deny our own pending approval. True when done."""
@@ -404,22 +443,23 @@ class SignatureWorkflow:
         st = self._state
         snap = st.snapshot
         assert snap is not None
-        if st.verification is not None and _same_signatures(st.verified_signatures, snap):
-            return
-        # Local: a key read and a few milliseconds of curve arithmetic need no task queue
-        # round trip; the result is still recorded in history (as a marker).
-        result = await self._activity(
-            ids.ACTIVITY_VERIFY,
-            VerifyInput(target=self._input.target, request=self._request, snapshot=snap),
-            VerificationResult,
-            _VERIFY_RETRY,
-            limit=_VERIFY_TIMEOUT,
-            local=True,
-        )
-        st.verification = result
-        st.verified_signatures = _signature_key(snap)
+        result = st.verification
+        if result is None or not _same_signatures(st.verified_signatures, snap):
+            # Local: a key read and a few milliseconds of curve arithmetic need no task
+            # queue round trip; the result is still recorded in history (as a marker).
+            result = await self._activity(
+                ids.ACTIVITY_VERIFY,
+                VerifyInput(target=self._input.target, request=self._request, snapshot=snap),
+                VerificationResult,
+                _VERIFY_RETRY,
+                limit=_VERIFY_TIMEOUT,
+                local=True,
+            )
+            st.verification = result
+            st.verified_signatures = _signature_key(snap)
         if result.status == "invalid":
-            workflow.upsert_search_attributes([ids.SA_OUTCOME.value_set("verification-failed")])
+            self._upsert(ids.SA_OUTCOME.value_set("verification-failed"))
+            self._flush_attributes()
             raise ApplicationError(
                 f"signature {snap.id} does not verify and was not delivered: {result.detail}",
                 result.model_dump(mode="json"),
@@ -433,7 +473,7 @@ class SignatureWorkflow:
         if approval_id is None:
             return
         local = False
-        if workflow.patched(_PATCH_LOCAL_READS):
+        if self._local_reads():
             known = st.approval
             if (
                 known is not None
@@ -546,7 +586,7 @@ class SignatureWorkflow:
             ]
             if first:
                 attributes.append(ids.SA_SIGNATURE_ID.value_set(view.id))
-            workflow.upsert_search_attributes(attributes)
+            self._upsert(*attributes)
             workflow.logger.info(
                 "signature.status_changed",
                 extra={"signature_id": view.id, "status": str(view.status)},
@@ -577,6 +617,25 @@ class SignatureWorkflow:
             applied=True, reason="the workflow will read the request now", status=st.status
         )
 
+    def _local_reads(self) -> bool:
+        """Whether a hint is followed up by local activities (see ``_PATCH_LOCAL_READS``)."""
+        return self._lean is True or workflow.patched(_PATCH_LOCAL_READS)
+
+    def _upsert(self, *updates: SearchAttributeUpdate[Any]) -> None:
+        """Change search attributes: at once before ``_PATCH_LEAN``, else gathered until
+        the workflow next waits (``_flush_attributes``), later values winning."""
+        if self._lean is not True:
+            workflow.upsert_search_attributes(list(updates))
+            return
+        for update in updates:
+            self._pending_attributes[update.key.name] = update
+
+    def _flush_attributes(self) -> None:
+        """Send the gathered search-attribute changes as one upsert, if there are any."""
+        if self._pending_attributes:
+            workflow.upsert_search_attributes(list(self._pending_attributes.values()))
+            self._pending_attributes.clear()
+
     def _hint_pending(self) -> bool:
         return self._approval_changed or self._status_hinted()
 
@@ -606,10 +665,13 @@ class SignatureWorkflow:
 
     async def _wait(self, wait_for: timedelta) -> bool:
         """Wait for a hint or the timeout; True when a hint woke us."""
+        if self._lean is None:
+            self._lean = workflow.patched(_PATCH_LEAN)
         if self._hint_pending():
             return True
         if wait_for <= timedelta(0):
             return False
+        self._flush_attributes()
         self._next_poll_at = workflow.now() + wait_for
         try:
             await workflow.wait_condition(self._hint_pending, timeout=wait_for)
@@ -638,6 +700,9 @@ class SignatureWorkflow:
         cancelling a poll or a delivery gains nothing. The cancel is remembered instead and
         handled by the loop (deny the approval), so it is never lost.
         """
+        if not local:
+            # The workflow task ends here: what it changed must be visible meanwhile.
+            self._flush_attributes()
         handle = (
             workflow.start_local_activity(
                 name, arg, result_type=result_type, start_to_close_timeout=limit, retry_policy=retry

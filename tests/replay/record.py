@@ -2,7 +2,7 @@
 
 Each scenario runs the engine's real workflows and activities on the time-skipping server
 against a fresh sandbox (the same set-up as ``tests/workflows/test_signature_sandbox.py``)
-and writes every run's history to ``tests/replay/histories/<scenario>[-<n>].json``.
+and writes every run's history to ``tests/replay/histories/<scenario><SUFFIX>[-run<n>].json``.
 
 Re-record only on purpose: the committed files are what running workflows look like to a
 new worker. A change that makes them fail to replay breaks workflows already in flight;
@@ -51,6 +51,11 @@ from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
+SUFFIX = "-lean"
+"""Appended to every file name this recorder writes (and so to the workflow ids): the
+commands of today's code, under the ``lean-commands`` patch. Files without it were recorded
+by earlier code and are kept, so the paths of runs started before each patch stay under
+test; when a new patch comes, give it a new suffix rather than overwriting these."""
 HASH = "c0ffee" * 10 + "c0ff"
 
 Scenario = Callable[[Client, EngineSandbox, str, str], Awaitable[None]]
@@ -294,7 +299,8 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
     _ENV[:] = [env]
     sandbox = EngineSandbox(directory / name).start()
     tq = f"record-{name}"
-    wid = f"replay-{name}"
+    stem = f"{name}{SUFFIX}"
+    wid = f"replay-{stem}"
     written: list[Path] = []
     try:
         async with (
@@ -324,9 +330,9 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
                 for workflow_id in workflow_ids:
                     histories = await _run_histories(env.client, workflow_id)
                     for index, history in enumerate(histories):
-                        stem = name if workflow_id == wid else f"{name}-child"
+                        file_stem = stem if workflow_id == wid else f"{stem}-child"
                         suffix = "" if len(histories) == 1 else f"-run{index + 1}"
-                        path = HISTORIES / f"{stem}{suffix}.json"
+                        path = HISTORIES / f"{file_stem}{suffix}.json"
                         path.write_text(history.to_json())
                         written.append(path)
     finally:

@@ -5,9 +5,12 @@ signed after days of polling, signed after a status event, expired by deadline a
 approval timeout, cancelled, continued as new (every run), a refused signature, and a payout
 with its child; and, recorded after the ``local-reads`` patch, a status event read and
 verified within one workflow task, both webhooks of an approval, and a resolved approval
-whose status event never came. The older files replay the commands runs made before the
-patch, so both paths stay covered. If a code change makes any of them replay differently,
-workflows already in flight would break on deploy: this test fails first.
+whose status event never came. The ``-lean`` files, every scenario once more, were
+recorded after the ``lean-commands`` patch (its marker at the start of a run, a read that
+verifies in the same activity, one upsert per workflow task). The older files replay the
+commands runs made before each patch, so every path stays covered. If a code change makes
+any of them replay differently, workflows already in flight would break on deploy: this
+test fails first.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from temporalio.workflow import NondeterminismError
 
 from signgate import ids
 from tests.replay.changed_workflow import SignatureWorkflowWithAnExtraTimer
+from tests.replay.record import SCENARIOS
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -61,6 +65,9 @@ def test_the_representative_runs_are_all_there() -> None:
         "payout-confirmed",
         "payout-confirmed-child",
     } <= names
+    # Today's commands (the ``lean-commands`` patch): every scenario again.
+    assert {f"{n}-lean" for n in SCENARIOS if n != "continued-as-new"} <= names
+    assert {"continued-as-new-lean-run1", "payout-confirmed-lean-child"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

@@ -26,6 +26,8 @@ from signgate.contracts import (
     DescribeApprovalInput,
     FetchInput,
     LedgerInput,
+    ReadAndVerifyInput,
+    ReadAndVerifyResult,
     SubmitInput,
     VerificationResult,
     VerifyInput,
@@ -74,6 +76,7 @@ class FakeDfns:
             self.deny,
             self.describe,
             self.verify,
+            self.read_and_verify,
             self.deliver_callback,
             self.record_ledger,
         ]
@@ -172,6 +175,24 @@ class FakeDfns:
     async def verify(self, input: VerifyInput) -> VerificationResult:
         self.verifications += 1
         return VerificationResult(status=self.verdict, method="fake", detail=self.verdict)
+
+    @activity.defn(name=ids.ACTIVITY_READ_AND_VERIFY)
+    async def read_and_verify(self, input: ReadAndVerifyInput) -> ReadAndVerifyResult:
+        """A read (counted in ``fetches``) and, for a signed view, a verification (counted
+        in ``verifications``), as the real activity does both."""
+        view = await self.fetch(
+            FetchInput(
+                target=input.target,
+                signature_id=input.signature_id,
+                external_id=input.external_id,
+            )
+        )
+        if not input.verify or (view.signature is None and not view.signatures):
+            return ReadAndVerifyResult(view=view)
+        verdict = await self.verify(
+            VerifyInput(target=input.target, request=input.request, snapshot=view)
+        )
+        return ReadAndVerifyResult(view=view, verification=verdict)
 
     @activity.defn(name=ids.ACTIVITY_DELIVER_CALLBACK)
     async def deliver_callback(self, input: CallbackInput) -> DeliveryReceipt:

@@ -334,10 +334,16 @@ async def test_transactions_can_wait_for_confirmed(
     assert fake.verifications == 1, "verified once, when Signed"
 
 
+@pytest.mark.parametrize("found_by", ["submit", "poll"])
 async def test_a_signature_that_does_not_verify_fails_and_is_never_delivered(
-    ts_env: WorkflowEnvironment, task_queue: str
+    ts_env: WorkflowEnvironment, task_queue: str, found_by: str
 ) -> None:
-    fake = FakeDfns(approval=False, verdict="invalid")
+    # "submit": signed at once, verified on its own; "poll": found signed by a read that
+    # verifies in the same activity.
+    if found_by == "submit":
+        fake = FakeDfns(approval=False, verdict="invalid")
+    else:
+        fake = FakeDfns(steps=[(timedelta(minutes=5), S.SIGNED)], verdict="invalid")
     deliveries = [LedgerDelivery(), CallbackDelivery(url="http://127.0.0.1:9/hook")]
     async with _running(ts_env, task_queue, fake, _input(deliveries=deliveries)) as handle:
         with pytest.raises(WorkflowFailureError) as caught:
@@ -348,7 +354,10 @@ async def test_a_signature_that_does_not_verify_fails_and_is_never_delivered(
     assert cause.type == ids.ERR_VERIFICATION_FAILED and cause.non_retryable
     assert "does not verify" in cause.message
     assert fake.callbacks == [] and fake.ledger == {}
-    assert description.typed_search_attributes.get(ids.SA_OUTCOME) == "verification-failed"
+    assert fake.verifications == 1
+    attributes = description.typed_search_attributes
+    assert attributes.get(ids.SA_OUTCOME) == "verification-failed"
+    assert attributes.get(ids.SA_STATUS) == "Signed"
 
 
 @pytest.mark.parametrize("opt_in", [False, True])
@@ -501,11 +510,24 @@ async def test_a_status_hint_is_followed_up_within_one_workflow_task(
     assert outcome.kind == "signed"
     assert outcome.approval is not None and outcome.approval.status == "Approved"
     assert (fake.fetches, fake.verifications, fake.describes) == (1, 1, 1)
-    # Read, verified and described as local activities: no activity task, one workflow task.
+    # Read and verified in one local activity, the approval described in another: no
+    # activity task, one workflow task; the status and the outcome in one upsert; the
+    # patch markers were all recorded at the start of the run.
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in after
     assert after.count(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) == 1
-    assert after.count(EventType.EVENT_TYPE_MARKER_RECORDED) >= 3
+    assert after.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
+    assert after.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
     assert after[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
+    history = await handle.fetch_history()
+    started = [e.event_type for e in history.events].index(
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events[:started]
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers == ["core_patch"], "one patch marker, before the signal"
 
 
 @pytest.mark.parametrize("carried_in_full", [True, False], ids=["full", "partial"])

@@ -8,11 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.payout import serialize_eip1559
 from activities.verification import PublicKeyInfo, VerificationActivities, verify_signature
 from signgate import crypto
-from signgate.contracts import BuildTransferInput, SigningTarget
+from signgate.contracts import BuildTransferInput, ReadAndVerifyInput, SigningTarget
 from signgate.dfns.client import DfnsClient
 from signgate.dfns.models import Signature, SignatureRequestView, SignatureStatus
 from signgate.dfns.requests import (
@@ -260,3 +261,81 @@ async def test_the_public_key_comes_from_dfns_for_every_target() -> None:
     assert (wallet.key_id, wallet.scheme, wallet.network) == ("key-2", "EdDSA", "Solana")
     legacy = await activities.public_key(SigningTarget(kind="public-key", id="pk-1"))
     assert (legacy.scheme, legacy.curve) == ("EdDSA", "ed25519")
+
+
+def _signature_request(status: str, signature: Signature | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": "sig-1",
+        "keyId": "key-1",
+        "requester": {"userId": "us-1"},
+        "requestBody": {"kind": "Hash", "hash": _h(DIGEST)},
+        "status": status,
+        "dateRequested": "2026-11-21T10:00:00Z",
+    }
+    if signature is not None:
+        body["signature"] = {"r": signature.r, "s": signature.s, "recid": signature.recid}
+    return body
+
+
+_KEY_ROUTE = {
+    "id": "key-1",
+    "scheme": "ECDSA",
+    "curve": "secp256k1",
+    "publicKey": crypto.secp256k1_public_key(SECRET).hex(),
+    "status": "Active",
+}
+
+
+def _read_input(verify: bool = True) -> ReadAndVerifyInput:
+    return ReadAndVerifyInput(
+        target=SigningTarget(kind="key", id="key-1"),
+        signature_id="sig-1",
+        request=HashRequest(hash=_h(DIGEST)),
+        verify=verify,
+    )
+
+
+async def test_read_and_verify_checks_a_signed_read_in_the_same_activity() -> None:
+    signed = _signature_request("Signed", _ecdsa(DIGEST))
+    activities = VerificationActivities(
+        _dfns({"/keys/key-1/signatures/sig-1": signed, "/keys/key-1": _KEY_ROUTE})
+    )
+    read = await activities.read_and_verify(_read_input())
+    assert read.view.status is SignatureStatus.SIGNED
+    assert read.view.request_body == {}, "the echoed body stays out of history"
+    assert read.verification is not None and read.verification.status == "verified"
+
+    # Once the workflow holds a verification, later reads only read.
+    again = await activities.read_and_verify(_read_input(verify=False))
+    assert again.view.status is SignatureStatus.SIGNED and again.verification is None
+
+
+async def test_read_and_verify_refuses_a_signature_by_another_key() -> None:
+    forged = _signature_request("Signed", _ecdsa(DIGEST, OTHER))
+    activities = VerificationActivities(
+        _dfns({"/keys/key-1/signatures/sig-1": forged, "/keys/key-1": _KEY_ROUTE})
+    )
+    read = await activities.read_and_verify(_read_input())
+    assert read.verification is not None and read.verification.status == "invalid"
+
+
+async def test_read_and_verify_leaves_a_pending_read_or_an_unreadable_key_unverified() -> None:
+    pending = VerificationActivities(
+        _dfns({"/keys/key-1/signatures/sig-1": _signature_request("Pending", None)})
+    )
+    read = await pending.read_and_verify(_read_input())
+    assert read.view.status is SignatureStatus.PENDING and read.verification is None
+
+    # The key cannot be read (404 here): the read stands, the workflow verifies later.
+    no_key = VerificationActivities(
+        _dfns({"/keys/key-1/signatures/sig-1": _signature_request("Signed", _ecdsa(DIGEST))})
+    )
+    read = await no_key.read_and_verify(_read_input())
+    assert read.view.status is SignatureStatus.SIGNED and read.verification is None
+
+
+async def test_read_and_verify_fails_when_the_read_fails() -> None:
+    activities = VerificationActivities(_dfns({}))
+    with pytest.raises(ApplicationError) as caught:
+        await activities.read_and_verify(_read_input())
+    assert "fetch sig-1" in caught.value.message
