@@ -106,7 +106,6 @@ def engine_activities(
     )
     return [
         signing.submit,
-        signing.fetch,
         signing.deny_own_approval,
         signing.describe_approval,
         verification.verify,

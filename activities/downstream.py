@@ -34,6 +34,7 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import CallbackInput, DeliveryReceipt, LedgerInput
 from signgate.logs import get_logger
@@ -271,7 +272,7 @@ class DownstreamActivities:
             f"ledgers={sorted(self._ledgers)})"
         )
 
-    @activity.defn(name=ids.ACTIVITY_DELIVER_CALLBACK)
+    @api.DELIVER_CALLBACK.implements
     async def deliver_callback(self, input: CallbackInput) -> DeliveryReceipt:
         """POST the payload with an HMAC signature; any non-2xx answer is retried."""
         spec = input.spec
@@ -328,7 +329,7 @@ class DownstreamActivities:
             detail=f"HTTP {response.status_code} on attempt {attempt}",
         )
 
-    @activity.defn(name=ids.ACTIVITY_RECORD_LEDGER)
+    @api.RECORD_LEDGER.implements
     async def record_ledger(self, input: LedgerInput) -> DeliveryReceipt:
         """Append the outcome to the named ledger, once per idempotency key."""
         ledger = self._ledgers.get(input.spec.ledger)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from signgate import activity_api as api
 from signgate import crypto, ids
 from signgate.contracts import BuildTransferInput, BuiltTransfer
 
@@ -27,11 +28,16 @@ def serialize_eip1559(spec: BuildTransferInput) -> bytes:
     return b"\x02" + crypto.rlp_encode(fields)
 
 
-@activity.defn(name=ids.ACTIVITY_BUILD_TRANSFER)
+@api.BUILD_TRANSFER.implements_function
 async def build_evm_transfer(input: BuildTransferInput) -> BuiltTransfer:
     """Serialise the transfer; deterministic, so a retry builds the same bytes."""
     if input.max_priority_fee_per_gas > input.max_fee_per_gas:
-        raise ValueError("max_priority_fee_per_gas must not exceed max_fee_per_gas")
+        # Deterministic: retrying cannot help, so the payout fails with this message.
+        raise ApplicationError(
+            "max_priority_fee_per_gas must not exceed max_fee_per_gas",
+            type=ids.ERR_INVALID_REQUEST,
+            non_retryable=True,
+        )
     unsigned = serialize_eip1559(input)
     return BuiltTransfer(
         unsigned_transaction="0x" + unsigned.hex(),

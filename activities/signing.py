@@ -1,4 +1,4 @@
-"""Activities that talk to Dfns about a signature request: submit, fetch, deny, describe.
+"""Activities that talk to Dfns about a signature request: submit, deny, describe.
 
 :class:`SigningActivities` receives the Dfns client from the worker, so no token or
 credential key ever passes through workflow history. Every method is safe to retry:
@@ -18,10 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import dfns_errors, to_application_error
+from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import (
     ApprovalDecisionInfo,
@@ -29,7 +29,6 @@ from signgate.contracts import (
     DenialResult,
     DenyApprovalInput,
     DescribeApprovalInput,
-    FetchInput,
     SubmitInput,
 )
 from signgate.dfns.client import DfnsClient, SigningTarget
@@ -91,12 +90,12 @@ def same_request(ours: SignatureRequestBody, echoed: dict[str, Any]) -> bool:
 
 
 class SigningActivities:
-    """Submit, fetch and approval activities over one shared :class:`DfnsClient`."""
+    """Submit and approval activities over one shared :class:`DfnsClient`."""
 
     def __init__(self, dfns: DfnsClient) -> None:
         self._dfns = dfns
 
-    @activity.defn(name=ids.ACTIVITY_SUBMIT)
+    @api.SUBMIT.implements
     async def submit(self, input: SubmitInput) -> SignatureRequestView:
         """Create the signature request, or get back the one this idempotency key created."""
         target, request = input.target, input.request
@@ -157,14 +156,7 @@ class SigningActivities:
             non_retryable=True,
         )
 
-    @activity.defn(name=ids.ACTIVITY_FETCH)
-    async def fetch(self, input: FetchInput) -> SignatureRequestView:
-        """Read the request as Dfns has it now."""
-        with dfns_errors(f"fetch {input.signature_id}"):
-            view = await self._dfns.fetch(input.target, input.signature_id)
-        return slim(view)
-
-    @activity.defn(name=ids.ACTIVITY_DENY_APPROVAL)
+    @api.DENY_APPROVAL.implements
     async def deny_own_approval(self, input: DenyApprovalInput) -> DenialResult:
         """Deny the engine's own pending approval; an approval already decided is reported."""
         with dfns_errors(f"read approval {input.approval_id}"):
@@ -203,7 +195,7 @@ class SigningActivities:
             detail="denied by the engine" if approval.status == "Denied" else approval.status,
         )
 
-    @activity.defn(name=ids.ACTIVITY_DESCRIBE_APPROVAL)
+    @api.DESCRIBE_APPROVAL.implements
     async def describe_approval(self, input: DescribeApprovalInput) -> ApprovalInfo:
         """Read an approval: status, decisions, expiry."""
         with dfns_errors(f"read approval {input.approval_id}"):

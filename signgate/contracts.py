@@ -46,7 +46,6 @@ __all__ = [
     "DenyApprovalInput",
     "DescribeApprovalInput",
     "EventAck",
-    "FetchInput",
     "InputModel",
     "LedgerDelivery",
     "LedgerInput",
@@ -443,14 +442,6 @@ class SubmitInput(InputModel):
 
     target: SigningTarget
     request: SignatureRequestBody
-
-
-class FetchInput(InputModel):
-    """Read one signature request."""
-
-    target: SigningTarget
-    signature_id: str
-    external_id: str | None = None
 
 
 class DenyApprovalInput(InputModel):

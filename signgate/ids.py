@@ -26,7 +26,6 @@ SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
 
 ACTIVITY_SUBMIT: Final = "signgate.submit_signature_request"
-ACTIVITY_FETCH: Final = "signgate.fetch_signature_request"
 ACTIVITY_DENY_APPROVAL: Final = "signgate.deny_own_approval"
 ACTIVITY_DESCRIBE_APPROVAL: Final = "signgate.describe_approval"
 ACTIVITY_VERIFY: Final = "signgate.verify_signature"

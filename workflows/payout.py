@@ -13,20 +13,17 @@ deliveries you need, then do your own steps with its outcome.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from signgate import activity_api as api
     from signgate import ids
     from signgate.contracts import (
-        BuiltTransfer,
         CallbackInput,
-        DeliveryReceipt,
         LedgerInput,
         PayoutInput,
         PayoutOutcome,
@@ -34,11 +31,6 @@ with workflow.unsafe.imports_passed_through():
         SignatureWorkflowInput,
     )
     from signgate.dfns.requests import TransactionRequest
-
-_STEP_TIMEOUT = timedelta(seconds=60)
-_STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=10)
-)
 
 
 @workflow.defn(name=ids.PAYOUT_WORKFLOW, failure_exception_types=[ValidationError])
@@ -49,13 +41,7 @@ class PayoutWorkflow:
     async def run(self, input: PayoutInput) -> PayoutOutcome:
         """Build, sign (child workflow), record, notify."""
         payout_id = workflow.info().workflow_id
-        built = await workflow.execute_activity(
-            ids.ACTIVITY_BUILD_TRANSFER,
-            input.transfer,
-            result_type=BuiltTransfer,
-            start_to_close_timeout=_STEP_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_attempts=3),
-        )
+        built = await api.BUILD_TRANSFER.run(input.transfer)
         if input.source.kind == "wallet":
             # A wallet carries its network; a second, different one would be refused.
             request = TransactionRequest(transaction=built.unsigned_transaction)
@@ -88,8 +74,7 @@ class PayoutWorkflow:
             child.cancel()
             signature = await child
 
-        recorded = await workflow.execute_activity(
-            ids.ACTIVITY_RECORD_LEDGER,
+        recorded = await api.RECORD_LEDGER.run(
             LedgerInput(
                 spec=input.ledger,
                 idempotency_key=f"{payout_id}/ledger",
@@ -111,10 +96,7 @@ class PayoutWorkflow:
                         signature.verification.status if signature.verification else None
                     ),
                 },
-            ),
-            result_type=DeliveryReceipt,
-            start_to_close_timeout=_STEP_TIMEOUT,
-            retry_policy=_STEP_RETRY,
+            )
         )
         outcome = PayoutOutcome(
             payout_id=payout_id,
@@ -128,17 +110,13 @@ class PayoutWorkflow:
         if input.callback is not None and (
             input.callback.on is None or signature.kind in input.callback.on
         ):
-            notified = await workflow.execute_activity(
-                ids.ACTIVITY_DELIVER_CALLBACK,
+            notified = await api.DELIVER_CALLBACK.run(
                 CallbackInput(
                     spec=input.callback,
                     idempotency_key=f"{payout_id}/callback",
                     event="payout.outcome",
                     payload=outcome.model_dump(mode="json"),
-                ),
-                result_type=DeliveryReceipt,
-                start_to_close_timeout=_STEP_TIMEOUT,
-                retry_policy=_STEP_RETRY,
+                )
             )
             outcome = outcome.model_copy(update={"notified": notified})
         return outcome

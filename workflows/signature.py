@@ -1,48 +1,47 @@
 """SignatureWorkflow: one Dfns signature request, from submit to a verified, delivered outcome.
 
-The workflow id is the caller's business key. The run:
+The workflow id is the caller's business key. ``run`` reads as the request's life:
 
-1. submits the request once: its ``externalId`` is derived from the idempotency key, so a
-   retried submit (lost response, worker death) converges on the same Dfns request;
-2. waits durably in one loop: ``wait_condition(hint, timeout=interval)``. A status event
-   (signal or update, from the webhook receiver) that moves the status forward wakes it at
-   once, and the workflow task it wakes reads the request, verifies and finishes with local
-   activities; a resolved approval brings the next poll forward (the request's own status
-   event is the wake-up); a timeout runs one poll; the interval backs off to a cap and
-   resets on progress. Events are hints: every status the workflow records was read from
-   Dfns;
-3. past the caller's deadline, or when cancelled, denies its own pending approval at Dfns
-   and reports ``expired`` / ``cancelled`` (a request already executing or signed is
-   reported as what it is);
-4. verifies a returned signature against the key's public key with real cryptography;
-   a signature that does not verify fails the workflow and is never delivered;
-5. runs the downstream deliveries for the outcome, and returns it.
+1. **submit** once: the ``externalId`` is derived from the idempotency key, so a retried
+   submit (lost response, worker death) converges on the same Dfns request;
+2. **wait until settled**, in one loop: ``wait_condition(hint, timeout=interval)``. A status
+   hint (signal or update from the webhook receiver) that moves the status forward wakes it
+   at once and the same workflow task reads the request with a local activity; a resolved
+   approval alone brings the next poll forward (the request's own status event follows it);
+   a timeout runs one poll; the interval backs off to a cap and resets on progress. Past the
+   caller's deadline, or on cancel, the engine denies its own pending approval at Dfns;
+3. **verify** a returned signature against the key's public key: a signature that does not
+   verify fails the workflow and is never delivered;
+4. **finish**: decide the outcome, show it in visibility, run the deliveries, return it.
 
-It continues as new when the server suggests it (or after ``continue_as_new_after_polls``
-polls), carrying its state, once signal and update handlers have finished.
+The rules that decide each step (status order, hints, approvals, verdict, outcome) live in
+:mod:`workflows.state`, free of Temporal; this module only orders the steps. Every activity
+is declared, typed, in :mod:`signgate.activity_api`, which also holds the retry rule: a
+retryable error never decides an outcome.
 
-Dfns's terminal statuses are outcomes, not errors: ``Rejected`` and ``Failed`` complete
-the workflow with that outcome. The workflow fails only for an input Dfns refuses, a
-request that is not ours, or a signature that does not verify.
+Dfns's terminal statuses are outcomes, not errors: ``Rejected`` and ``Failed`` complete the
+workflow with that outcome. The workflow fails only for an input Dfns refuses, a request
+that is not ours, or a signature that does not verify. It continues as new when the server
+suggests it (or after ``continue_as_new_after_polls`` polls), once handlers have finished.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
+    from signgate import activity_api as api
     from signgate import ids
     from signgate.contracts import (
         ApprovalEvent,
-        ApprovalInfo,
         CallbackDelivery,
         CallbackInput,
         DeliveryReceipt,
@@ -50,82 +49,21 @@ with workflow.unsafe.imports_passed_through():
         DenyApprovalInput,
         DescribeApprovalInput,
         EventAck,
-        FetchInput,
         LedgerInput,
-        OutcomeKind,
         ReadAndVerifyInput,
-        ReadAndVerifyResult,
         SignatureOutcome,
         SignatureProgress,
         SignatureWorkflowInput,
         SignatureWorkflowState,
         StatusEvent,
         SubmitInput,
-        VerificationResult,
         VerifyInput,
-        status_rank,
     )
     from signgate.dfns.models import SignatureRequestView, SignatureStatus
+    from workflows.state import RequestMismatch, RequestTracker, next_interval
 
-_T = TypeVar("_T")
-
-_DFNS_CALL_TIMEOUT = timedelta(seconds=60)
-_VERIFY_TIMEOUT = timedelta(seconds=30)
-_DELIVERY_TIMEOUT = timedelta(seconds=60)
-
-# A submit is safe to repeat forever (same externalId, same body): never give up on it.
-_SUBMIT_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
-# A poll that keeps failing is not fatal: the loop records it and polls again later.
-_POLL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=4,
-)
-_DENY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
-_DESCRIBE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-)
-_VERIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
-# "Retried until 2xx": deliveries never give up; the cap keeps a dead receiver cheap.
-_DELIVERY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10)
-)
-
-# A patch (``workflow.patched``) changes the commands a run issues; a run that began before
-# it keeps replaying its old commands (tests/replay holds histories of both). One id for
-# the whole change, as each patch costs a marker and a search-attribute upsert per run.
-# Under it:
-# * the read that follows a status hint, and the approval read at the end, are local
-#   activities: the workflow task a webhook wakes reads, verifies and finishes on its own,
-#   with no activity task and no further workflow task in between;
-# * a resolved approval alone does not read the request: Dfns follows it with the
-#   request's own status event, and two reads for one approval race each other (a signal
-#   landing while a workflow task completes the workflow makes Temporal refuse the
-#   completion and run the task again); the next poll is brought forward instead;
-# * a resolved approval whose webhook carried it in full is not read again.
-_PATCH_LOCAL_READS = "local-reads"
-# A second patch, decided once per run when the run first waits (so its marker is recorded
-# while nothing waits on it, not in the workflow task that completes the request, and a
-# request signed at submission, which never waits, pays nothing for it). Until it is
-# decided, and in runs that began before it, the run behaves as before it. Under it:
-# * everything ``local-reads`` does (its own marker is then never recorded);
-# * a read that finds signatures verifies them in the same activity
-#   (``read_and_verify_signature_request``): one local activity, not two, in the workflow
-#   task a webhook wakes;
-# * search-attribute changes made within one workflow task go out as one upsert (the
-#   status and the outcome of a finishing request: one visibility write, not two).
-_PATCH_LEAN = "lean-commands"
-
-_FINAL = frozenset({SignatureStatus.CONFIRMED, SignatureStatus.FAILED, SignatureStatus.REJECTED})
-_APPROVAL_ORDER = {"Pending": 0, "Approved": 1, "Denied": 1, "Expired": 1}
+_In = TypeVar("_In", bound=BaseModel)
+_Out = TypeVar("_Out", bound=BaseModel)
 
 
 @workflow.defn(name=ids.SIGNATURE_WORKFLOW, failure_exception_types=[ValidationError])
@@ -134,83 +72,48 @@ class SignatureWorkflow:
 
     @workflow.init
     def __init__(self, input: SignatureWorkflowInput) -> None:
-        self._input = input
-        if input.state is not None:
-            self._state = input.state
-        else:
+        state = input.state
+        if state is None:
             key = input.idempotency_key or workflow.info().workflow_id
-            self._state = SignatureWorkflowState(
-                idempotency_key=key,
-                external_id=ids.external_id_for(key),
-                started_at=workflow.now(),
+            state = SignatureWorkflowState(
+                idempotency_key=key, external_id=ids.external_id_for(key), started_at=workflow.now()
             )
-        self._request = input.request.model_copy(update={"external_id": self._state.external_id})
-        self._approval_changed = False
-        self._stop_handled = False
+        self._input = input
+        self._tracker = RequestTracker(input, state)
+        self._request = input.request.model_copy(update={"external_id": state.external_id})
         self._next_poll_at: datetime | None = None
         self._notes: list[str] = []
-        self._lean: bool | None = None  # decided at the run's first wait
-        self._pending_attributes: dict[str, SearchAttributeUpdate[Any]] = {}
+        # Search-attribute changes of one workflow task go out as one upsert (_flush).
+        self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # --- messages -------------------------------------------------------------------------
 
     @workflow.signal(name=ids.SIGNAL_STATUS_EVENT)
     def status_event(self, event: StatusEvent) -> None:
         """A status hint that needs no answer (e.g. forwarded by a webhook receiver)."""
-        self._hint(event)
+        self._tracker.hint(event)
 
     @workflow.update(name=ids.UPDATE_STATUS_EVENT)
     def report_status_event(self, event: StatusEvent) -> EventAck:
         """A status hint, acknowledged: ``applied`` when it woke the workflow."""
-        return self._hint(event)
+        return self._tracker.hint(event)
 
     @report_status_event.validator
     def _validate_status_event(self, event: StatusEvent) -> None:
-        reason = self._foreign(event)
+        reason = self._tracker.foreign(event)
         if reason is not None:
             raise ValueError(reason)
 
     @workflow.signal(name=ids.SIGNAL_APPROVAL_EVENT)
     def approval_event(self, event: ApprovalEvent) -> None:
         """Approval progress: decisions so far; a resolved approval brings the next poll
-        forward (see ``run``)."""
-        st = self._state
-        known_id = st.approval_id
-        if known_id is not None and event.approval_id != known_id:
-            st.events_ignored += 1
-            return
-        if (
-            event.signature_id is not None
-            and st.signature_id is not None
-            and event.signature_id != st.signature_id
-        ):
-            st.events_ignored += 1
-            return
-        current = st.approval
-        if current is not None and _APPROVAL_ORDER.get(current.status, 0) > _APPROVAL_ORDER.get(
-            event.status, 0
-        ):
-            st.events_ignored += 1
-            return
-        decisions = {d.user_id: d for d in (current.decisions if current else [])}
-        decisions.update({d.user_id: d for d in event.decisions})
-        st.approval = ApprovalInfo(
-            id=event.approval_id,
-            status=event.status,
-            decisions=list(decisions.values()),
-            quorum=event.quorum if event.quorum is not None or current is None else current.quorum,
-            initiator_id=event.initiator_id or (current.initiator_id if current else None),
-            expiration_date=event.expiration_date or (current.expiration_date if current else None),
-            date_resolved=event.date_resolved or (current.date_resolved if current else None),
-        )
-        st.events_applied += 1
-        if event.status != "Pending":
-            self._approval_changed = True
+        forward."""
+        self._tracker.approval_event(event)
 
     @workflow.query(name=ids.QUERY_STATE)
     def state(self) -> SignatureProgress:
         """Where the request stands: status, approval, time in status, polls made."""
-        st = self._state
+        st = self._tracker.state
         now = workflow.now()
         since = st.status_since or st.started_at
         return SignatureProgress(
@@ -237,196 +140,141 @@ class SignatureWorkflow:
 
     @workflow.run
     async def run(self, input: SignatureWorkflowInput) -> SignatureOutcome:
-        """Submit, wait, verify, deliver; return the outcome."""
-        st = self._state
-        policy = input.polling
-        if st.run == 1 and st.signature_id is None:
-            self._upsert(
-                ids.SA_STATUS.value_set("Submitting"),
-                ids.SA_TARGET_ID.value_set(input.target.id),
-                ids.SA_IDEMPOTENCY_KEY.value_set(st.idempotency_key),
-                ids.SA_EXTERNAL_ID.value_set(st.external_id),
-            )
-        if st.signature_id is None:
-            if self._deadline_reached():
-                st.deadline_passed = True
-                self._notes.append("the deadline had passed before submission: nothing was sent")
-                return await self._finish()
-            await self._submit()
-
-        interval = st.next_interval or policy.initial_interval
-        polls_this_run = 0
-        while not self._finished():
-            if st.status is SignatureStatus.SIGNED:
-                # Waiting for Confirmed: check the signature now, not days later.
-                await self._ensure_verified()
-            if self._stop_due():
-                st.deadline_passed = st.deadline_passed or self._deadline_reached()
-                if await self._stop():
-                    break
-                interval = policy.initial_interval
-                continue
-            if self._should_continue_as_new(polls_this_run):
-                self._flush_attributes()
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                st.run += 1
-                st.next_interval = interval
-                workflow.logger.info(
-                    "signature.continue_as_new", extra={"run": st.run, "polls": st.polls}
-                )
-                workflow.continue_as_new(input.model_copy(update={"state": st}))
-
-            timeout = interval
-            if input.deadline is not None and not self._stop_handled:
-                timeout = min(timeout, input.deadline - workflow.now())
-            woke = await self._wait(timeout)
-            if not woke and self._stop_due():
-                continue
-            if woke and not self._status_hinted() and self._local_reads():
-                # Only the approval resolved: the request's own status event follows and is
-                # the wake-up; reading now would race it (two wake-ups for one approval).
-                # Look again within the initial interval in case that event is lost.
-                self._approval_changed = False
-                interval = policy.initial_interval
-                st.next_interval = interval
-                continue
-            hinted = self._hint_pending()
-            changed = await self._poll(local=hinted and self._local_reads())
-            polls_this_run += 1
-            if hinted and st.hint_rank > status_rank(st.status):
-                # The hint ran ahead of what Dfns shows: drop it, look again soon.
-                st.hint_rank = status_rank(st.status)
-                changed = True
-            interval = (
-                policy.initial_interval
-                if changed
-                else min(interval * policy.backoff_coefficient, policy.max_interval)
-            )
-            st.next_interval = interval
-
-        if st.status in (SignatureStatus.SIGNED, SignatureStatus.CONFIRMED):
-            await self._ensure_verified()
+        """Submit, wait until settled, verify, finish."""
+        tracker = self._tracker
+        if tracker.state.signature_id is None and not await self._submit():
+            return await self._finish()  # the deadline passed before anything was sent
+        await self._wait_until_settled()
+        if tracker.state.status in (SignatureStatus.SIGNED, SignatureStatus.CONFIRMED):
+            await self._verify()
         await self._describe_approval()
         return await self._finish()
 
-    async def _finish(self) -> SignatureOutcome:
-        """Decide the outcome, show it in visibility, run the deliveries for it."""
-        outcome = self._outcome()
-        self._upsert(ids.SA_OUTCOME.value_set(outcome.kind))
-        self._flush_attributes()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        receipts = await self._deliver(outcome)
-        return outcome.model_copy(update={"deliveries": receipts})
-
     # --- steps ----------------------------------------------------------------------------
 
-    async def _submit(self) -> None:
+    async def _submit(self) -> bool:
+        """Create the request at Dfns; False when the deadline passed before anything was sent."""
+        st = self._tracker.state
+        if st.run == 1:
+            self._upsert(
+                ids.SA_STATUS.value_set("Submitting"),
+                ids.SA_TARGET_ID.value_set(self._input.target.id),
+                ids.SA_IDEMPOTENCY_KEY.value_set(st.idempotency_key),
+                ids.SA_EXTERNAL_ID.value_set(st.external_id),
+            )
+        if self._tracker.deadline_reached(workflow.now()):
+            st.deadline_passed = True
+            self._notes.append("the deadline had passed before submission: nothing was sent")
+            return False
         try:
-            view = await self._activity(
-                ids.ACTIVITY_SUBMIT,
-                SubmitInput(target=self._input.target, request=self._request),
-                SignatureRequestView,
-                _SUBMIT_RETRY,
+            view = await self._call(
+                api.SUBMIT, SubmitInput(target=self._input.target, request=self._request)
             )
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.non_retryable:
                 self._upsert(ids.SA_STATUS.value_set("Refused"))
-                self._flush_attributes()
+                self._flush()
                 raise ApplicationError(
                     f"Dfns refused the signature request: {cause.message}",
                     type=cause.type or ids.ERR_INVALID_REQUEST,
                     non_retryable=True,
                 ) from err
             raise
-        self._apply(view)
+        self._record(view)
         workflow.logger.info(
             "workflow.signature_submitted",
             extra={"signature_id": view.id, "status": str(view.status)},
         )
+        return True
+
+    async def _wait_until_settled(self) -> None:
+        """Wait for hints and poll, until the request settles or the engine stops it."""
+        tracker, policy = self._tracker, self._input.polling
+        st = tracker.state
+        interval = st.next_interval or policy.initial_interval
+        polls_this_run = 0
+        while not tracker.finished():
+            if st.status is SignatureStatus.SIGNED:
+                # Waiting for Confirmed: check the signature now, not days later.
+                await self._verify()
+            if tracker.stop_due(workflow.now()):
+                st.deadline_passed = st.deadline_passed or tracker.deadline_reached(workflow.now())
+                if await self._stop():
+                    return
+                interval = policy.initial_interval
+                continue
+            if self._should_continue_as_new(polls_this_run):
+                await self._continue_as_new(interval)
+            woke = await self._wait(tracker.wait_limit(interval, workflow.now()))
+            if not woke and tracker.stop_due(workflow.now()):
+                continue
+            if woke and not tracker.status_hinted():
+                # Only the approval resolved: the request's own status event follows and is
+                # the wake-up; reading now would race it (two wake-ups for one approval).
+                # Look again within the initial interval in case that event is lost.
+                tracker.approval_changed = False
+                interval = st.next_interval = policy.initial_interval
+                continue
+            changed = await self._poll(local=woke)
+            polls_this_run += 1
+            changed = tracker.drop_stale_hint() or changed
+            interval = st.next_interval = next_interval(policy, interval, changed=changed)
 
     async def _poll(self, *, local: bool = False) -> bool:
-        """Read the request from Dfns; True when the status moved forward."""
-        st = self._state
+        """Read the request from Dfns (verifying new signatures); True when it moved."""
+        tracker = self._tracker
+        st = tracker.state
         assert st.signature_id is not None
-        self._approval_changed = False
-        st.polls += 1
-        verification: VerificationResult | None = None
         try:
-            if self._lean is True:
-                read = await self._activity(
-                    ids.ACTIVITY_READ_AND_VERIFY,
-                    ReadAndVerifyInput(
-                        target=self._input.target,
-                        signature_id=st.signature_id,
-                        external_id=st.external_id,
-                        request=self._request,
-                        verify=st.verification is None,
-                    ),
-                    ReadAndVerifyResult,
-                    _POLL_RETRY,
-                    local=local,
-                )
-                view, verification = read.view, read.verification
-            else:
-                view = await self._activity(
-                    ids.ACTIVITY_FETCH,
-                    FetchInput(
-                        target=self._input.target,
-                        signature_id=st.signature_id,
-                        external_id=st.external_id,
-                    ),
-                    SignatureRequestView,
-                    _POLL_RETRY,
-                    local=local,
-                )
+            read = await self._call(
+                api.READ_AND_VERIFY,
+                ReadAndVerifyInput(
+                    target=self._input.target,
+                    signature_id=st.signature_id,
+                    external_id=st.external_id,
+                    request=self._request,
+                    verify=st.verification is None,
+                ),
+                local=local,
+            )
         except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == ids.ERR_REQUEST_MISMATCH:
-                raise
-            st.poll_failures += 1
-            st.last_poll_error = str(cause or err)
+            error = str(err.cause or err)
+            tracker.record_poll(error)
             workflow.logger.warning(
-                "signature.poll_failed", extra={"error": st.last_poll_error, "polls": st.polls}
+                "signature.poll_failed", extra={"error": error, "polls": st.polls}
             )
             return False
-        st.last_poll_error = None
-        moved = self._apply(view)
-        if verification is not None:
-            # Keyed by the signatures it checked: ``_ensure_verified`` reuses it only for
-            # a snapshot that carries exactly those.
-            st.verification = verification
-            st.verified_signatures = _signature_key(view)
+        tracker.record_poll(None)
+        moved = self._record(read.view)
+        if read.verification is not None:
+            tracker.record_verification(read.verification, read.view)
         return moved
 
     async def _stop(self) -> bool:
         """Deadline passed or cancelled: deny our own pending approval. True when done."""
-        st = self._state
-        self._stop_handled = True
-        why = "cancelled" if st.cancel_requested else "deadline passed"
+        tracker = self._tracker
+        st = tracker.state
+        tracker.stop_handled = True
+        why = tracker.stop_reason()
         await self._poll()
         if st.status is not SignatureStatus.PENDING:
             # Executing or signed already: it will be reported as what it is.
-            return self._finished()
+            return tracker.finished()
         approval_id = st.approval_id
         if approval_id is None:
-            st.denial = DenialResult(
-                approval_id="",
-                denied=False,
-                detail="the request is Pending without an approval id; nothing to deny",
-            )
+            st.denial = tracker.nothing_to_deny()
             return True
         try:
-            st.denial = await self._activity(
-                ids.ACTIVITY_DENY_APPROVAL,
+            st.denial = await self._call(
+                api.DENY_APPROVAL,
                 DenyApprovalInput(
                     approval_id=approval_id,
                     reason=f"signgate: {why} for {workflow.info().workflow_id}",
                 ),
-                DenialResult,
-                _DENY_RETRY,
             )
         except ActivityError as err:
+            # Only a non-retryable refusal gets here: say so in the outcome.
             st.denial = DenialResult(
                 approval_id=approval_id, denied=False, detail=f"denial failed: {err.cause or err}"
             )
@@ -435,31 +283,26 @@ class SignatureWorkflow:
             extra={"approval_id": approval_id, "denied": st.denial.denied, "why": why},
         )
         await self._poll()
-        if not st.denial.denied and st.status is SignatureStatus.PENDING:
-            return True
-        return self._finished()
+        return tracker.done_after_denial()
 
-    async def _ensure_verified(self) -> None:
-        st = self._state
-        snap = st.snapshot
+    async def _verify(self) -> None:
+        """Make sure the snapshot's signatures verified; fail the workflow when they do not."""
+        tracker = self._tracker
+        snap = tracker.state.snapshot
         assert snap is not None
-        result = st.verification
-        if result is None or not _same_signatures(st.verified_signatures, snap):
-            # Local: a key read and a few milliseconds of curve arithmetic need no task
-            # queue round trip; the result is still recorded in history (as a marker).
-            result = await self._activity(
-                ids.ACTIVITY_VERIFY,
+        result = tracker.verification_for_snapshot()
+        if result is None:
+            # Local: a key read and a verification need no task queue round trip; the
+            # result is still recorded in history (as a marker).
+            result = await self._call(
+                api.VERIFY,
                 VerifyInput(target=self._input.target, request=self._request, snapshot=snap),
-                VerificationResult,
-                _VERIFY_RETRY,
-                limit=_VERIFY_TIMEOUT,
                 local=True,
             )
-            st.verification = result
-            st.verified_signatures = _signature_key(snap)
+            tracker.record_verification(result, snap)
         if result.status == "invalid":
             self._upsert(ids.SA_OUTCOME.value_set("verification-failed"))
-            self._flush_attributes()
+            self._flush()
             raise ApplicationError(
                 f"signature {snap.id} does not verify and was not delivered: {result.detail}",
                 result.model_dump(mode="json"),
@@ -468,194 +311,106 @@ class SignatureWorkflow:
             )
 
     async def _describe_approval(self) -> None:
-        st = self._state
+        """Read the approval's decisions for the outcome, unless a webhook carried them."""
+        tracker = self._tracker
+        st = tracker.state
         approval_id = st.approval_id
-        if approval_id is None:
+        if approval_id is None or tracker.approval_known_resolved():
             return
-        local = False
-        if self._local_reads():
-            known = st.approval
-            if (
-                known is not None
-                and known.id == approval_id
-                and known.status != "Pending"
-                and known.date_resolved is not None
-            ):
-                # Dfns's resolved-approval webhook carries the whole approval, decisions
-                # included; nothing can change once it is resolved.
-                return
-            local = True
         try:
-            st.approval = await self._activity(
-                ids.ACTIVITY_DESCRIBE_APPROVAL,
-                DescribeApprovalInput(approval_id=approval_id),
-                ApprovalInfo,
-                _DESCRIBE_RETRY,
-                local=local,
+            st.approval = await self._call(
+                api.DESCRIBE_APPROVAL, DescribeApprovalInput(approval_id=approval_id), local=True
             )
         except ActivityError as err:
             # The outcome stands without the decisions; say why they are missing.
             self._notes.append(f"approval {approval_id} could not be read: {err.cause or err}")
 
+    async def _finish(self) -> SignatureOutcome:
+        """Decide the outcome, show it in visibility, run the deliveries for it."""
+        outcome = self._tracker.outcome(
+            workflow_id=workflow.info().workflow_id,
+            request_kind=self._request.kind,
+            now=workflow.now(),
+            notes=self._notes,
+        )
+        self._upsert(ids.SA_OUTCOME.value_set(outcome.kind))
+        self._flush()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        receipts = await self._deliver(outcome)
+        return outcome.model_copy(update={"deliveries": receipts})
+
     async def _deliver(self, outcome: SignatureOutcome) -> list[DeliveryReceipt]:
         receipts: list[DeliveryReceipt] = []
-        deliveries = self._input.deliveries
-        if not deliveries:
-            return receipts
-        verification = outcome.verification
-        if (
-            verification is not None
-            and verification.status == "unverifiable"
-            and not self._input.deliver_unverifiable
-        ):
+        if not self._tracker.deliverable():
             return receipts
         payload = outcome.model_dump(mode="json", exclude={"deliveries"})
-        st = self._state
-        for index, spec in enumerate(deliveries):
+        key = self._tracker.state.idempotency_key
+        for index, spec in enumerate(self._input.deliveries):
             if spec.on is not None and outcome.kind not in spec.on:
                 continue
-            key = f"{st.idempotency_key}/{index}-{spec.kind}"
+            delivery_key = f"{key}/{index}-{spec.kind}"
             if isinstance(spec, CallbackDelivery):
-                receipt = await self._activity(
-                    ids.ACTIVITY_DELIVER_CALLBACK,
+                receipt = await self._call(
+                    api.DELIVER_CALLBACK,
                     CallbackInput(
-                        spec=spec, idempotency_key=key, event="signature.outcome", payload=payload
+                        spec=spec,
+                        idempotency_key=delivery_key,
+                        event="signature.outcome",
+                        payload=payload,
                     ),
-                    DeliveryReceipt,
-                    _DELIVERY_RETRY,
-                    limit=_DELIVERY_TIMEOUT,
                 )
             else:
-                receipt = await self._activity(
-                    ids.ACTIVITY_RECORD_LEDGER,
+                receipt = await self._call(
+                    api.RECORD_LEDGER,
                     LedgerInput(
                         spec=spec,
-                        idempotency_key=key,
+                        idempotency_key=delivery_key,
                         workflow_id=outcome.workflow_id,
                         record_kind="signature",
                         outcome=outcome.kind,
                         signature_id=outcome.signature_id,
                         payload=payload,
                     ),
-                    DeliveryReceipt,
-                    _DELIVERY_RETRY,
-                    limit=_DELIVERY_TIMEOUT,
                 )
             receipts.append(receipt)
         return receipts
 
-    # --- state ----------------------------------------------------------------------------
+    # --- plumbing -------------------------------------------------------------------------
 
-    def _apply(self, view: SignatureRequestView) -> bool:
-        """Record what Dfns said; True when the status moved forward."""
-        st = self._state
-        if st.signature_id is not None and view.id != st.signature_id:
+    def _record(self, view: SignatureRequestView) -> bool:
+        """Apply a read to the tracker and show a status change in visibility."""
+        try:
+            read = self._tracker.apply_read(view, workflow.now())
+        except RequestMismatch as exc:
             raise ApplicationError(
-                f"Dfns returned signature request {view.id}, expected {st.signature_id}",
-                type=ids.ERR_REQUEST_MISMATCH,
-                non_retryable=True,
-            )
-        if view.external_id is not None and view.external_id != st.external_id:
-            raise ApplicationError(
-                f"Dfns request {view.id} carries externalId {view.external_id!r}, "
-                f"expected {st.external_id!r}",
-                type=ids.ERR_REQUEST_MISMATCH,
-                non_retryable=True,
-            )
-        first = st.signature_id is None
-        st.signature_id = view.id
-        new_rank = status_rank(view.status)
-        old_rank = status_rank(st.status)
-        if new_rank == 0:
+                str(exc), type=ids.ERR_REQUEST_MISMATCH, non_retryable=True
+            ) from None
+        st = self._tracker.state
+        if read.unknown_status is not None:
             workflow.logger.warning(
-                "signature.unknown_status", extra={"raw_status": view.raw_status}
+                "signature.unknown_status", extra={"raw_status": read.unknown_status}
             )
-            if st.snapshot is None:
-                st.snapshot = view
-            return False
-        if new_rank < old_rank or (new_rank == old_rank and view.status != st.status):
-            # A stale read (or a second terminal status): statuses only move forward.
-            return False
-        moved = new_rank > old_rank
-        st.snapshot = view
-        if moved:
-            st.status = view.status
-            st.status_since = workflow.now()
-            attributes: list[SearchAttributeUpdate[Any]] = [
-                ids.SA_STATUS.value_set(str(view.status))
-            ]
-            if first:
-                attributes.append(ids.SA_SIGNATURE_ID.value_set(view.id))
-            self._upsert(*attributes)
+        if read.moved:
+            updates: list[SearchAttributeUpdate[Any]] = [ids.SA_STATUS.value_set(str(st.status))]
+            if read.first:
+                updates.append(ids.SA_SIGNATURE_ID.value_set(view.id))
+            self._upsert(*updates)
             workflow.logger.info(
                 "signature.status_changed",
-                extra={"signature_id": view.id, "status": str(view.status)},
+                extra={"signature_id": view.id, "status": str(st.status)},
             )
-        return moved
-
-    def _foreign(self, event: StatusEvent) -> str | None:
-        st = self._state
-        if st.signature_id is not None and event.signature_id != st.signature_id:
-            return f"signature id {event.signature_id!r} is not this workflow's request"
-        if event.external_id is not None and event.external_id != st.external_id:
-            return f"externalId {event.external_id!r} is not this workflow's request"
-        return None
-
-    def _hint(self, event: StatusEvent) -> EventAck:
-        st = self._state
-        reason = self._foreign(event)
-        if reason is None and status_rank(event.status) <= max(
-            status_rank(st.status), st.hint_rank
-        ):
-            reason = "stale or duplicate: the status is already there"
-        if reason is not None:
-            st.events_ignored += 1
-            return EventAck(applied=False, reason=reason, status=st.status)
-        st.hint_rank = status_rank(event.status)
-        st.events_applied += 1
-        return EventAck(
-            applied=True, reason="the workflow will read the request now", status=st.status
-        )
-
-    def _local_reads(self) -> bool:
-        """Whether a hint is followed up by local activities (see ``_PATCH_LOCAL_READS``)."""
-        return self._lean is True or workflow.patched(_PATCH_LOCAL_READS)
+        return read.moved
 
     def _upsert(self, *updates: SearchAttributeUpdate[Any]) -> None:
-        """Change search attributes: at once before ``_PATCH_LEAN``, else gathered until
-        the workflow next waits (``_flush_attributes``), later values winning."""
-        if self._lean is not True:
-            workflow.upsert_search_attributes(list(updates))
-            return
+        """Gather search-attribute changes until the workflow next waits, later ones winning."""
         for update in updates:
-            self._pending_attributes[update.key.name] = update
+            self._attributes[update.key.name] = update
 
-    def _flush_attributes(self) -> None:
+    def _flush(self) -> None:
         """Send the gathered search-attribute changes as one upsert, if there are any."""
-        if self._pending_attributes:
-            workflow.upsert_search_attributes(list(self._pending_attributes.values()))
-            self._pending_attributes.clear()
-
-    def _hint_pending(self) -> bool:
-        return self._approval_changed or self._status_hinted()
-
-    def _status_hinted(self) -> bool:
-        return self._state.hint_rank > status_rank(self._state.status)
-
-    def _finished(self) -> bool:
-        status = self._state.status
-        if status in _FINAL:
-            return True
-        if status is SignatureStatus.SIGNED:
-            return not self._input.wait_for_confirmed or self._stop_handled
-        return False
-
-    def _deadline_reached(self) -> bool:
-        deadline = self._input.deadline
-        return deadline is not None and workflow.now() >= deadline
-
-    def _stop_due(self) -> bool:
-        return not self._stop_handled and (self._state.cancel_requested or self._deadline_reached())
+        if self._attributes:
+            workflow.upsert_search_attributes(list(self._attributes.values()))
+            self._attributes.clear()
 
     def _should_continue_as_new(self, polls_this_run: int) -> bool:
         limit = self._input.polling.continue_as_new_after_polls
@@ -663,154 +418,50 @@ class SignatureWorkflow:
             return True
         return workflow.info().is_continue_as_new_suggested()
 
+    async def _continue_as_new(self, interval: timedelta) -> None:
+        st = self._tracker.state
+        self._flush()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        st.run += 1
+        st.next_interval = interval
+        workflow.logger.info("signature.continue_as_new", extra={"run": st.run, "polls": st.polls})
+        workflow.continue_as_new(self._input.model_copy(update={"state": st}))
+
     async def _wait(self, wait_for: timedelta) -> bool:
         """Wait for a hint or the timeout; True when a hint woke us."""
-        if self._lean is None:
-            self._lean = workflow.patched(_PATCH_LEAN)
-        if self._hint_pending():
+        tracker = self._tracker
+        if tracker.wake_pending():
             return True
         if wait_for <= timedelta(0):
             return False
-        self._flush_attributes()
+        self._flush()
         self._next_poll_at = workflow.now() + wait_for
         try:
-            await workflow.wait_condition(self._hint_pending, timeout=wait_for)
+            await workflow.wait_condition(tracker.wake_pending, timeout=wait_for)
         except TimeoutError:
             return False
         except asyncio.CancelledError:
-            self._state.cancel_requested = True
+            tracker.state.cancel_requested = True
             return False
         finally:
             self._next_poll_at = None
         return True
 
-    async def _activity(
-        self,
-        name: str,
-        arg: Any,
-        result_type: type[_T],
-        retry: RetryPolicy,
-        *,
-        limit: timedelta = _DFNS_CALL_TIMEOUT,
-        local: bool = False,
-    ) -> _T:
+    async def _call(
+        self, ref: api.ActivityRef[_In, _Out], arg: _In, *, local: bool = False
+    ) -> _Out:
         """Run an activity to completion even if the workflow is cancelled meanwhile.
 
         Cancelling a submit half-way would leave it unknown whether Dfns holds a request;
-        cancelling a poll or a delivery gains nothing. The cancel is remembered instead and
+        cancelling a read or a delivery gains nothing. The cancel is remembered instead and
         handled by the loop (deny the approval), so it is never lost.
         """
         if not local:
             # The workflow task ends here: what it changed must be visible meanwhile.
-            self._flush_attributes()
-        handle = (
-            workflow.start_local_activity(
-                name, arg, result_type=result_type, start_to_close_timeout=limit, retry_policy=retry
-            )
-            if local
-            else workflow.start_activity(
-                name, arg, result_type=result_type, start_to_close_timeout=limit, retry_policy=retry
-            )
-        )
-        result: _T
+            self._flush()
+        handle = ref.start(arg, local=local)
         try:
-            result = await asyncio.shield(handle)
+            return await asyncio.shield(handle)
         except asyncio.CancelledError:
-            self._state.cancel_requested = True
-            result = await handle
-        return result
-
-    # --- outcome --------------------------------------------------------------------------
-
-    def _outcome(self) -> SignatureOutcome:
-        st = self._state
-        snap = st.snapshot
-        kind, expiry = self._verdict()
-        notes = list(self._notes)
-        verification = st.verification
-        if verification is not None and verification.status == "unverifiable":
-            if self._input.deliver_unverifiable:
-                notes.append(
-                    f"signature not verified ({verification.detail}); delivered because "
-                    "deliver_unverifiable is set"
-                )
-            elif self._input.deliveries:
-                notes.append(
-                    f"signature not verified ({verification.detail}); not delivered "
-                    "(set deliver_unverifiable to deliver it anyway)"
-                )
-        if st.denial is not None and not st.denial.denied:
-            notes.append(f"own approval not denied: {st.denial.detail}")
-            if st.status is SignatureStatus.PENDING:
-                notes.append("the request is still Pending at Dfns and may yet be signed")
-        if st.status is SignatureStatus.SIGNED and self._input.wait_for_confirmed:
-            notes.append("stopped waiting for Confirmed: the signature is Signed, not Confirmed")
-        if st.deadline_passed and kind in ("signed", "confirmed", "failed"):
-            notes.append("the deadline passed while the request was already being signed")
-        if st.cancel_requested and kind in ("signed", "confirmed", "failed"):
-            notes.append("cancellation came after the request was approved; reported as is")
-        return SignatureOutcome(
-            kind=kind,
-            workflow_id=workflow.info().workflow_id,
-            idempotency_key=st.idempotency_key,
-            external_id=st.external_id,
-            target=self._input.target,
-            request_kind=self._request.kind,
-            signature_id=st.signature_id,
-            dfns_status=st.status,
-            raw_status=snap.raw_status if snap else None,
-            signature=snap.signature if snap else None,
-            signatures=list(snap.signatures) if snap else [],
-            signed_data=snap.signed_data if snap else None,
-            tx_hash=snap.tx_hash if snap else None,
-            network=snap.network if snap else None,
-            key_id=snap.key_id if snap else None,
-            wallet_id=snap.wallet_id if snap else None,
-            approval_id=st.approval_id,
-            approval=st.approval,
-            reason=snap.reason if snap else None,
-            date_requested=snap.date_requested if snap else None,
-            date_policy_resolved=snap.date_policy_resolved if snap else None,
-            date_signed=snap.date_signed if snap else None,
-            date_confirmed=snap.date_confirmed if snap else None,
-            finished_at=workflow.now(),
-            verification=verification,
-            expiry=expiry,
-            denial=st.denial,
-            cancel_requested=st.cancel_requested,
-            deadline_passed=st.deadline_passed,
-            polls=st.polls,
-            notes=notes,
-        )
-
-    def _verdict(self) -> tuple[OutcomeKind, Literal["deadline", "approval_timeout"] | None]:
-        st = self._state
-        status = st.status
-        if status is SignatureStatus.CONFIRMED:
-            return "confirmed", None
-        if status is SignatureStatus.SIGNED:
-            return "signed", None
-        if status is SignatureStatus.FAILED:
-            return "failed", None
-        stopped_by_us = st.denial is not None and (
-            st.denial.denied or status is SignatureStatus.PENDING or status is None
-        )
-        if status is SignatureStatus.REJECTED and not stopped_by_us:
-            if st.approval is not None and st.approval.status == "Expired":
-                return "expired", "approval_timeout"
-            return "rejected", None
-        if st.cancel_requested:
-            return "cancelled", None
-        if st.deadline_passed:
-            return "expired", "deadline"
-        return "rejected", None
-
-
-def _signature_key(view: SignatureRequestView) -> list[str]:
-    sigs = [view.signature] if view.signature is not None else []
-    sigs.extend(view.signatures)
-    return [f"{s.r}:{s.s}:{s.recid}:{s.encoded}" for s in sigs]
-
-
-def _same_signatures(known: list[str] | None, view: SignatureRequestView) -> bool:
-    return known is not None and known == _signature_key(view)
+            self._tracker.state.cancel_requested = True
+            return await handle

@@ -2,11 +2,11 @@
 
 Each scenario runs the engine's real workflows and activities on the time-skipping server
 against a fresh sandbox (the same set-up as ``tests/workflows/test_signature_sandbox.py``)
-and writes every run's history to ``tests/replay/histories/<scenario><SUFFIX>[-run<n>].json``.
+and writes every run's history to ``tests/replay/histories/<scenario>[-run<n>].json``.
 
 Re-record only on purpose: the committed files are what running workflows look like to a
-new worker. A change that makes them fail to replay breaks workflows already in flight;
-put it behind ``workflow.patched()`` instead of re-recording.
+new worker. Until the first release a change of commands replaces the old path and the
+histories are re-recorded; from then on, follow ARCHITECTURE.md's versioning rules.
 """
 
 from __future__ import annotations
@@ -51,11 +51,6 @@ from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
-SUFFIX = "-lean"
-"""Appended to every file name this recorder writes (and so to the workflow ids): the
-commands of today's code, under the ``lean-commands`` patch. Files without it were recorded
-by earlier code and are kept, so the paths of runs started before each patch stay under
-test; when a new patch comes, give it a new suffix rather than overwriting these."""
 HASH = "c0ffee" * 10 + "c0ff"
 
 Scenario = Callable[[Client, EngineSandbox, str, str], Awaitable[None]]
@@ -128,8 +123,8 @@ async def signed_by_status_event(client: Client, sb: EngineSandbox, tq: str, wid
     handle, _ = await _decided(client, sb, tq, wid, sb.target("wallet", "evm-gated"), polling)
     event = await _signed_event(handle)
     await handle.execute_update(SignatureWorkflow.report_status_event, event)
-    # The duplicate, as a webhook retry would send it. Since the `local-reads` patch the
-    # update's own workflow task can finish the run first; then there is nothing to ignore.
+    # The duplicate, as a webhook retry would send it. The update's own workflow task can
+    # finish the run first; then there is nothing to ignore.
     with contextlib.suppress(RPCError):
         await handle.signal(SignatureWorkflow.status_event, event)
     await handle.result()
@@ -299,7 +294,7 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
     _ENV[:] = [env]
     sandbox = EngineSandbox(directory / name).start()
     tq = f"record-{name}"
-    stem = f"{name}{SUFFIX}"
+    stem = name
     wid = f"replay-{stem}"
     written: list[Path] = []
     try:

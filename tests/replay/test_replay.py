@@ -1,16 +1,13 @@
 """Replay the committed histories with today's workflow code.
 
-The files in ``histories/`` were recorded from real runs (``python -m tests.replay.record``):
-signed after days of polling, signed after a status event, expired by deadline and by the
-approval timeout, cancelled, continued as new (every run), a refused signature, and a payout
-with its child; and, recorded after the ``local-reads`` patch, a status event read and
-verified within one workflow task, both webhooks of an approval, and a resolved approval
-whose status event never came. The ``-lean`` files, every scenario once more, were
-recorded after the ``lean-commands`` patch (its marker at the start of a run, a read that
-verifies in the same activity, one upsert per workflow task). The older files replay the
-commands runs made before each patch, so every path stays covered. If a code change makes
-any of them replay differently, workflows already in flight would break on deploy: this
-test fails first.
+The files in ``histories/`` were recorded from real runs (``python -m tests.replay.record``),
+one per scenario of ``tests.replay.record.SCENARIOS``: signed after days of polling, signed
+after a status event, a status event read and verified within one workflow task, both
+webhooks of an approval, a resolved approval whose status event never came, expired by
+deadline and by the approval timeout, cancelled, continued as new (every run), a signature
+that does not verify, and a payout with its child. If a code change makes any of them
+replay differently, workflows already in flight would break on deploy: this test fails
+first, and ``changed_workflow`` proves that it can.
 """
 
 from __future__ import annotations
@@ -65,9 +62,8 @@ def test_the_representative_runs_are_all_there() -> None:
         "payout-confirmed",
         "payout-confirmed-child",
     } <= names
-    # Today's commands (the ``lean-commands`` patch): every scenario again.
-    assert {f"{n}-lean" for n in SCENARIOS if n != "continued-as-new"} <= names
-    assert {"continued-as-new-lean-run1", "payout-confirmed-lean-child"} <= names
+    assert {n for n in SCENARIOS if n != "continued-as-new"} <= names
+    assert {"continued-as-new-run1", "continued-as-new-run2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)

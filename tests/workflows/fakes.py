@@ -15,6 +15,7 @@ from typing import Any, Literal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import (
     ApprovalDecisionInfo,
@@ -24,7 +25,6 @@ from signgate.contracts import (
     DenialResult,
     DenyApprovalInput,
     DescribeApprovalInput,
-    FetchInput,
     LedgerInput,
     ReadAndVerifyInput,
     ReadAndVerifyResult,
@@ -72,7 +72,6 @@ class FakeDfns:
         """The activity callables to register on a worker."""
         return [
             self.submit,
-            self.fetch,
             self.deny,
             self.describe,
             self.verify,
@@ -109,7 +108,7 @@ class FakeDfns:
             reason="denied" if status is S.REJECTED else None,
         )
 
-    @activity.defn(name=ids.ACTIVITY_SUBMIT)
+    @api.SUBMIT.implements
     async def submit(self, input: SubmitInput) -> SignatureRequestView:
         self.submits += 1
         if self.submit_error is not None:
@@ -128,18 +127,17 @@ class FakeDfns:
                 return req
         raise ApplicationError(f"no request {signature_id}", type=ids.ERR_NOT_FOUND)
 
-    @activity.defn(name=ids.ACTIVITY_FETCH)
-    async def fetch(self, input: FetchInput) -> SignatureRequestView:
+    def _read(self, signature_id: str) -> SignatureRequestView:
         self.fetches += 1
         self.fetch_times.append(self._now())
         if self.failing_fetches > 0:
             self.failing_fetches -= 1
             raise ApplicationError("Dfns answered 403", type=ids.ERR_FORBIDDEN, non_retryable=True)
-        req = self._by_id(input.signature_id)
+        req = self._by_id(signature_id)
         status = self.fetch_status_override or self._status(req, self._now())
         return self._view(req, status)
 
-    @activity.defn(name=ids.ACTIVITY_DENY_APPROVAL)
+    @api.DENY_APPROVAL.implements
     async def deny(self, input: DenyApprovalInput) -> DenialResult:
         self.denials.append(input)
         if not self.deny_succeeds:
@@ -160,7 +158,7 @@ class FakeDfns:
             detail="the approval was already Approved",
         )
 
-    @activity.defn(name=ids.ACTIVITY_DESCRIBE_APPROVAL)
+    @api.DESCRIBE_APPROVAL.implements
     async def describe(self, input: DescribeApprovalInput) -> ApprovalInfo:
         self.describes += 1
         denied = any(r.denied_at is not None for r in self._requests.values())
@@ -171,22 +169,16 @@ class FakeDfns:
             decisions=[ApprovalDecisionInfo(user_id="us-alice", value="Approved")],
         )
 
-    @activity.defn(name=ids.ACTIVITY_VERIFY)
+    @api.VERIFY.implements
     async def verify(self, input: VerifyInput) -> VerificationResult:
         self.verifications += 1
         return VerificationResult(status=self.verdict, method="fake", detail=self.verdict)
 
-    @activity.defn(name=ids.ACTIVITY_READ_AND_VERIFY)
+    @api.READ_AND_VERIFY.implements
     async def read_and_verify(self, input: ReadAndVerifyInput) -> ReadAndVerifyResult:
         """A read (counted in ``fetches``) and, for a signed view, a verification (counted
         in ``verifications``), as the real activity does both."""
-        view = await self.fetch(
-            FetchInput(
-                target=input.target,
-                signature_id=input.signature_id,
-                external_id=input.external_id,
-            )
-        )
+        view = self._read(input.signature_id)
         if not input.verify or (view.signature is None and not view.signatures):
             return ReadAndVerifyResult(view=view)
         verdict = await self.verify(
@@ -194,7 +186,7 @@ class FakeDfns:
         )
         return ReadAndVerifyResult(view=view, verification=verdict)
 
-    @activity.defn(name=ids.ACTIVITY_DELIVER_CALLBACK)
+    @api.DELIVER_CALLBACK.implements
     async def deliver_callback(self, input: CallbackInput) -> DeliveryReceipt:
         self.callbacks.append(input)
         return DeliveryReceipt(
@@ -205,7 +197,7 @@ class FakeDfns:
             detail="ok",
         )
 
-    @activity.defn(name=ids.ACTIVITY_RECORD_LEDGER)
+    @api.RECORD_LEDGER.implements
     async def record_ledger(self, input: LedgerInput) -> DeliveryReceipt:
         first = input.idempotency_key not in self.ledger
         self.ledger.setdefault(input.idempotency_key, input)

@@ -15,7 +15,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.signing import SigningActivities, same_request
 from signgate import ids
-from signgate.contracts import DenyApprovalInput, FetchInput, SigningTarget, SubmitInput
+from signgate.contracts import DenyApprovalInput, DescribeApprovalInput, SigningTarget, SubmitInput
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.dfns.requests import HashRequest
@@ -177,11 +177,11 @@ async def test_a_legacy_submit_with_an_unknown_outcome_is_not_retried() -> None:
     assert caught.value.type == ids.ERR_RATE_LIMITED and not caught.value.non_retryable
 
 
-async def test_fetch_maps_errors() -> None:
+async def test_reads_map_errors() -> None:
     dfns, _ = _client(lambda _r: httpx.Response(500, json={"error": {"message": "boom"}}))
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(
-            SigningActivities(dfns).fetch, FetchInput(target=KEY, signature_id="sig-1")
+            SigningActivities(dfns).describe_approval, DescribeApprovalInput(approval_id="ap-1")
         )
     assert caught.value.type == ids.ERR_SERVER_ERROR and not caught.value.non_retryable
 

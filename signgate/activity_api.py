@@ -1,0 +1,204 @@
+"""Every activity the engine's workflows call, declared once with its types and retry rule.
+
+A workflow calls ``SUBMIT.run(SubmitInput(...))``; an activity class implements it with
+``@SUBMIT.implements`` on a method taking that input and returning that output. mypy checks
+both ends against the same declaration, so a wrong input or result type is a type error,
+and workflows never import the activity modules (which do I/O).
+
+The retry rule lives here, in one place: **a retryable error never decides an outcome.**
+Each activity either retries without limit (``UNTIL_DONE``: every call here is an
+idempotent read or write, safe to repeat for as long as Dfns or a receiver is down) or
+retries a few times and then fails to a caller that records the failure and carries on
+(``BOUNDED``: a poll, whose loop polls again later; an approval read, whose outcome stands
+without the decisions). Only a non-retryable error (Dfns refused the input, a request that
+is not ours) reaches a workflow as a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+from signgate import ids
+from signgate.contracts import (
+    ApprovalInfo,
+    BuildTransferInput,
+    BuiltTransfer,
+    CallbackInput,
+    DeliveryReceipt,
+    DenialResult,
+    DenyApprovalInput,
+    DescribeApprovalInput,
+    LedgerInput,
+    ReadAndVerifyInput,
+    ReadAndVerifyResult,
+    SubmitInput,
+    VerificationResult,
+    VerifyInput,
+)
+from signgate.dfns.models import SignatureRequestView
+
+__all__ = [
+    "ALL",
+    "BOUNDED",
+    "BUILD_TRANSFER",
+    "DELIVER_CALLBACK",
+    "DENY_APPROVAL",
+    "DESCRIBE_APPROVAL",
+    "READ_AND_VERIFY",
+    "RECORD_LEDGER",
+    "SUBMIT",
+    "UNTIL_DONE",
+    "VERIFY",
+    "ActivityRef",
+]
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+Self_ = TypeVar("Self_")
+
+UNTIL_DONE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+)
+"""Retry until it succeeds or fails non-retryably; a minute apart at most."""
+
+BOUNDED = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=4,
+)
+"""A few attempts; the caller records the failure and carries on."""
+
+# Deliveries may wait long for a receiver that is down; the cap keeps a dead one cheap.
+_DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10)
+)
+
+
+@dataclass(frozen=True)
+class ActivityRef(Generic[In, Out]):
+    """One activity: its name, input and result types, timeout and retry policy.
+
+    ``on_failure`` says what a workflow does when the activity fails after its retries:
+    ``"never"`` (it retries until done; only a non-retryable error ends it) or
+    ``"recorded"`` (the caller records the failure and goes on). Tests check that no
+    bounded activity is declared ``"never"``.
+    """
+
+    name: str
+    input_type: type[In]
+    result_type: type[Out]
+    start_to_close: timedelta
+    retry: RetryPolicy
+    on_failure: Literal["never", "recorded"] = "never"
+
+    def implements(
+        self, method: Callable[[Self_, In], Awaitable[Out]]
+    ) -> Callable[[Self_, In], Awaitable[Out]]:
+        """Register ``method`` (of an activity class) as this activity."""
+        return activity.defn(name=self.name)(method)
+
+    def implements_function(
+        self, function: Callable[[In], Awaitable[Out]]
+    ) -> Callable[[In], Awaitable[Out]]:
+        """Register a module-level ``function`` as this activity."""
+        return activity.defn(name=self.name)(function)
+
+    def start(self, arg: In, *, local: bool = False) -> workflow.ActivityHandle[Out]:
+        """Schedule the activity from workflow code (a local activity when ``local``)."""
+        if local:
+            return workflow.start_local_activity(
+                self.name,
+                arg,
+                result_type=self.result_type,
+                start_to_close_timeout=self.start_to_close,
+                retry_policy=self.retry,
+            )
+        return workflow.start_activity(
+            self.name,
+            arg,
+            result_type=self.result_type,
+            start_to_close_timeout=self.start_to_close,
+            retry_policy=self.retry,
+        )
+
+    async def run(self, arg: In, *, local: bool = False) -> Out:
+        """Run the activity from workflow code and return its result."""
+        return await self.start(arg, local=local)
+
+
+_DFNS = timedelta(seconds=60)
+
+SUBMIT: ActivityRef[SubmitInput, SignatureRequestView] = ActivityRef(
+    ids.ACTIVITY_SUBMIT, SubmitInput, SignatureRequestView, _DFNS, UNTIL_DONE
+)
+"""Create the request; the same ``externalId`` makes every retry converge on one request."""
+
+READ_AND_VERIFY: ActivityRef[ReadAndVerifyInput, ReadAndVerifyResult] = ActivityRef(
+    ids.ACTIVITY_READ_AND_VERIFY,
+    ReadAndVerifyInput,
+    ReadAndVerifyResult,
+    _DFNS,
+    BOUNDED,
+    "recorded",
+)
+"""One poll: read the request and verify any signatures it carries."""
+
+DENY_APPROVAL: ActivityRef[DenyApprovalInput, DenialResult] = ActivityRef(
+    ids.ACTIVITY_DENY_APPROVAL, DenyApprovalInput, DenialResult, _DFNS, UNTIL_DONE
+)
+"""Deny the engine's own pending approval; "already decided" is a result."""
+
+DESCRIBE_APPROVAL: ActivityRef[DescribeApprovalInput, ApprovalInfo] = ActivityRef(
+    ids.ACTIVITY_DESCRIBE_APPROVAL, DescribeApprovalInput, ApprovalInfo, _DFNS, BOUNDED, "recorded"
+)
+"""Read the approval's decisions for the outcome."""
+
+VERIFY: ActivityRef[VerifyInput, VerificationResult] = ActivityRef(
+    ids.ACTIVITY_VERIFY, VerifyInput, VerificationResult, timedelta(seconds=30), UNTIL_DONE
+)
+"""Verify a signature against the key's public key (read from Dfns until it can be)."""
+
+DELIVER_CALLBACK: ActivityRef[CallbackInput, DeliveryReceipt] = ActivityRef(
+    ids.ACTIVITY_DELIVER_CALLBACK,
+    CallbackInput,
+    DeliveryReceipt,
+    timedelta(seconds=60),
+    _DELIVERY_RETRY,
+)
+"""POST the outcome to a callback URL, signed, with an idempotency key."""
+
+RECORD_LEDGER: ActivityRef[LedgerInput, DeliveryReceipt] = ActivityRef(
+    ids.ACTIVITY_RECORD_LEDGER, LedgerInput, DeliveryReceipt, timedelta(seconds=60), _DELIVERY_RETRY
+)
+"""Append the outcome to a ledger, once per idempotency key."""
+
+BUILD_TRANSFER: ActivityRef[BuildTransferInput, BuiltTransfer] = ActivityRef(
+    ids.ACTIVITY_BUILD_TRANSFER,
+    BuildTransferInput,
+    BuiltTransfer,
+    timedelta(seconds=60),
+    UNTIL_DONE,
+)
+"""Serialise a payout's EVM transfer (deterministic; bad input fails non-retryably)."""
+
+ALL: tuple[ActivityRef[Any, Any], ...] = (
+    SUBMIT,
+    READ_AND_VERIFY,
+    DENY_APPROVAL,
+    DESCRIBE_APPROVAL,
+    VERIFY,
+    DELIVER_CALLBACK,
+    RECORD_LEDGER,
+    BUILD_TRANSFER,
+)
+"""Every declaration, for the worker's registration check and the retry-rule test."""

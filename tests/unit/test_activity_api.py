@@ -1,0 +1,59 @@
+"""The activity declarations of ``signgate.activity_api`` and the implementations bound to them."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from temporalio import activity
+
+from activities.downstream import DownstreamActivities
+from activities.payout import build_evm_transfer
+from activities.signing import SigningActivities
+from activities.verification import VerificationActivities
+from signgate import activity_api as api
+from tests.workflows.fakes import FakeDfns
+
+
+def _implementations() -> list[Callable[..., Any]]:
+    found: list[Callable[..., Any]] = [build_evm_transfer]
+    for cls in (SigningActivities, VerificationActivities, DownstreamActivities):
+        found += [
+            fn
+            for _, fn in inspect.getmembers(cls, inspect.isfunction)
+            if activity._Definition.from_callable(fn) is not None
+        ]
+    return found
+
+
+def test_every_declaration_has_one_implementation_with_its_types() -> None:
+    by_name = {ref.name: ref for ref in api.ALL}
+    seen: list[str] = []
+    for fn in _implementations():
+        name = str(activity._Definition.must_from_callable(fn).name)
+        ref = by_name[name]
+        hints = typing.get_type_hints(fn)
+        params = [p for p in inspect.signature(fn).parameters if p != "self"]
+        assert [hints[p] for p in params] == [ref.input_type], name
+        assert hints["return"] is ref.result_type, name
+        seen.append(name)
+    assert sorted(seen) == sorted(by_name), "every declared activity is implemented once"
+
+
+@pytest.mark.parametrize("ref", api.ALL, ids=lambda r: r.name)
+def test_no_bounded_activity_can_end_a_workflow(ref: api.ActivityRef[Any, Any]) -> None:
+    """The rule: retry without limit, or fail to a caller that records it and goes on."""
+    if ref.retry.maximum_attempts != 0:
+        assert ref.on_failure == "recorded", f"{ref.name} gives up but is not recorded"
+    else:
+        assert ref.on_failure == "never"
+
+
+def test_the_workflow_fakes_implement_the_same_declarations() -> None:
+    names = {
+        str(activity._Definition.must_from_callable(fn).name) for fn in FakeDfns().activities()
+    }
+    assert names <= {ref.name for ref in api.ALL}
