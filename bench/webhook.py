@@ -86,7 +86,7 @@ from signgate.dfns.auth import CredentialSigner  # noqa: E402
 from signgate.dfns.requests import ApprovalDecisionRequest, HashRequest  # noqa: E402
 from signgate.logs import configure_logging  # noqa: E402
 from signgate.settings import Settings  # noqa: E402
-from signgate.webhook.command import register_webhook  # noqa: E402
+from signgate.webhook.registration import register_webhook  # noqa: E402
 from worker import ENGINE_WORKFLOWS, engine_activities  # noqa: E402
 from workflows.signature import SignatureWorkflow  # noqa: E402
 

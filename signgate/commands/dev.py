@@ -749,7 +749,7 @@ async def _ensure_webhook(creds: SandboxCredentials, url: str, secret_file: Path
     from signgate.dfns.auth import CredentialSigner
     from signgate.dfns.client import DfnsClient
     from signgate.dfns.errors import DfnsError, DfnsNotFoundError
-    from signgate.webhook.command import register_webhook
+    from signgate.webhook.registration import register_webhook
     from signgate.webhook.secrets import SecretFileError, read_secret_file
 
     engine = creds.identity(creds.initiator)

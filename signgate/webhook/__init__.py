@@ -8,7 +8,8 @@
   visibility index (no lookup table of our own), delivered by signal;
 * :mod:`~signgate.webhook.app`: the ASGI app; :mod:`~signgate.webhook.server`: uvicorn;
 * :mod:`~signgate.webhook.secrets`: the secret file ``register`` writes (mode 0600);
-* :mod:`~signgate.webhook.command`: ``signgate webhook [register --url URL]``.
+* :mod:`~signgate.webhook.registration`: create the webhook at Dfns, store its secret
+  (``signgate webhook register``, :mod:`signgate.commands.webhook`).
 """
 
 from signgate.webhook.app import DEFAULT_PATH, Reply, StaticSecrets, WebhookReceiver, create_app

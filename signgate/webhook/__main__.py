@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from signgate.webhook.command import add_webhook_commands
+from signgate.commands.webhook import add_webhook_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:

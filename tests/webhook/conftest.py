@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from signgate.webhook.app import WebhookReceiver
-from signgate.webhook.command import register_webhook
+from signgate.webhook.registration import register_webhook
 from signgate.webhook.routing import TemporalRouter
 from signgate.webhook.secrets import SecretStore
 from signgate.webhook.server import ReceiverServer
