@@ -89,6 +89,24 @@ def same_request(ours: SignatureRequestBody, echoed: dict[str, Any]) -> bool:
     return all(k not in echoed or _normalise(echoed[k]) == _normalise(v) for k, v in wire.items())
 
 
+def _already_decided(approval: Approval) -> DenialResult:
+    """The denial result for an approval found decided when the engine came to deny it.
+
+    A Denied decision by the approval's initiator is the engine's own: an earlier attempt
+    of this activity committed it and lost the answer (a dropped connection). Reporting it
+    as someone else's would let a transport error change the outcome.
+    """
+    ours = approval.status == "Denied" and any(
+        d.value == "Denied" and d.user_id == approval.initiator_id for d in approval.decisions
+    )
+    return DenialResult(
+        approval_id=approval.id,
+        denied=ours,
+        approval_status=approval.status,
+        detail="denied by the engine" if ours else f"the approval was already {approval.status}",
+    )
+
+
 class SigningActivities:
     """Submit and approval activities over one shared :class:`DfnsClient`."""
 
@@ -162,12 +180,7 @@ class SigningActivities:
         with dfns_errors(f"read approval {input.approval_id}"):
             approval = await self._dfns.get_approval(input.approval_id)
         if approval.status != "Pending":
-            return DenialResult(
-                approval_id=approval.id,
-                denied=False,
-                approval_status=approval.status,
-                detail=f"the approval was already {approval.status}",
-            )
+            return _already_decided(approval)
         body = ApprovalDecisionRequest(value="Denied", reason=input.reason)
         try:
             approval = await self._dfns.create_approval_decision(input.approval_id, body)
@@ -179,12 +192,7 @@ class SigningActivities:
                 approval = await self._dfns.get_approval(input.approval_id)
             if approval.status == "Pending":
                 raise to_application_error(exc, action=f"deny {input.approval_id}") from None
-            return DenialResult(
-                approval_id=approval.id,
-                denied=False,
-                approval_status=approval.status,
-                detail=f"the approval was already {approval.status}",
-            )
+            return _already_decided(approval)
         except DfnsError as exc:
             raise to_application_error(exc, action=f"deny {input.approval_id}") from None
         _log.info("approval.denied", approval_id=approval.id, status=approval.status)

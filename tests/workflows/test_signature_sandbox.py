@@ -287,3 +287,78 @@ async def test_continue_as_new_during_the_wait_keeps_the_request(
     assert await sandbox.signatures_with_external_id("evm-gated", outcome.external_id) == [
         outcome.signature_id
     ]
+
+
+async def test_a_5xx_storm_longer_than_any_retry_policy_never_decides_an_outcome(
+    engine: Engine, sandbox: EngineSandbox
+) -> None:
+    """Every Dfns path answers 504 for longer than any bounded retry lasts, twice: at submit,
+    and while approvals, a deadline and a cancel are under way. Each request still ends
+    with what Dfns (or the caller) decided, and Dfns holds exactly one request for each."""
+    polling = PollingPolicy(initial_interval=timedelta(minutes=5))
+    start = await engine.env.get_current_time()
+    gated = sandbox.target("key", "evm-gated")
+    plans = {
+        "approved": engine.input(gated, polling=polling),
+        "denied": engine.input(gated, polling=polling),
+        "deadline": engine.input(gated, polling=polling, deadline=start + timedelta(hours=3)),
+        "cancelled": engine.input(gated, polling=polling),
+        "auto": engine.input(sandbox.target("key", "evm-auto"), polling=polling),
+    }
+    await sandbox.set_faults(errorRate=1.0, errorStatus=504)
+    handles = {name: await engine.start(inp, suffix=f"-{name}") for name, inp in plans.items()}
+    await engine.env.sleep(timedelta(minutes=30))
+    assert all(status == 504 for status in engine.responses) and len(engine.responses) > 20
+    await sandbox.set_faults(errorRate=0.0)
+    await engine.env.sleep(timedelta(minutes=2))  # past the submits' retry backoff
+    approvals = {
+        name: await _pending_approval(handles[name]) for name in plans if name != "auto"
+    }
+    await sandbox.decide(approvals["approved"], "alice", "bob")
+    await sandbox.decide(approvals["denied"], "bob", value="Denied")
+
+    await sandbox.set_faults(errorRate=1.0, errorStatus=502)
+    await engine.env.sleep(timedelta(hours=2))
+    await handles["cancelled"].cancel()
+    await engine.env.sleep(timedelta(hours=2))  # the deadline passes in the storm
+    failing = await handles["approved"].query(SignatureWorkflow.state)
+    assert failing.poll_failures >= 2, "polls ran out of retries and were recorded"
+    await sandbox.set_faults(errorRate=0.0)
+
+    outcomes = {name: await handle.result() for name, handle in handles.items()}
+    assert {name: o.kind for name, o in outcomes.items()} == {
+        "approved": "signed",
+        "denied": "rejected",
+        "deadline": "expired",
+        "cancelled": "cancelled",
+        "auto": "signed",
+    }
+    assert outcomes["deadline"].denial is not None and outcomes["deadline"].denial.denied
+    assert outcomes["cancelled"].denial is not None and outcomes["cancelled"].denial.denied
+    for name, outcome in outcomes.items():
+        key = "evm-auto" if name == "auto" else "evm-gated"
+        assert await sandbox.signatures_with_external_id(key, outcome.external_id) == [
+            outcome.signature_id
+        ], name
+        if outcome.kind == "signed":
+            assert outcome.verification is not None
+            assert outcome.verification.status == "verified"
+    assert {502, 504} <= set(engine.responses)
+
+
+async def test_a_denial_whose_answer_was_lost_is_still_the_engines(
+    engine: Engine, sandbox: EngineSandbox
+) -> None:
+    """The deny commits at Dfns but the connection drops before the answer: the retry finds
+    the approval already Denied, by the engine itself, and the outcome is still the
+    deadline's, not a rejection by someone else."""
+    deadline = await engine.env.get_current_time() + timedelta(hours=1)
+    handle = await engine.start(
+        engine.input(sandbox.target("key", "evm-gated"), deadline=deadline)
+    )
+    await _pending_approval(handle)
+    await sandbox.set_faults(dropAfterCommit=1, dropPathPrefix="/v2/policy-approvals")
+    outcome = await handle.result()
+    assert (outcome.kind, outcome.expiry) == ("expired", "deadline")
+    assert outcome.denial is not None and outcome.denial.denied
+    assert outcome.approval is not None and outcome.approval.status == "Denied"
