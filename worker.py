@@ -44,7 +44,6 @@ from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
 from activities.payout import build_evm_transfer
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
-from signgate import crypto
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
@@ -96,9 +95,6 @@ def engine_activities(
     ledgers: Mapping[str, Ledger],
 ) -> list[Callable[..., Any]]:
     """Every activity the engine's workflows call, bound to their dependencies."""
-    # Verification's curve tables, built now rather than inside the first workflow task
-    # that verifies a signature (where a burst of completions would queue behind them).
-    crypto.precompute()
     signing = SigningActivities(dfns)
     verification = VerificationActivities(dfns)
     downstream = DownstreamActivities(

@@ -28,7 +28,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from signgate import crypto
 from signgate.logs import get_logger
 from signgate.sandbox.auth import AuthService
 from signgate.sandbox.clock import Clock
@@ -371,7 +370,6 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        crypto.precompute()
         tasks = [
             asyncio.create_task(sb.webhooks.run(), name="sandbox-webhooks"),
             asyncio.create_task(_ticker(sb), name="sandbox-ticker"),

@@ -1,4 +1,8 @@
-"""secp256k1 ECDSA, Keccak-256 and DER in signgate.crypto, cross-checked with coincurve."""
+"""secp256k1 ECDSA, Keccak-256 and DER in signgate.crypto.
+
+The judge is twofold: published vectors, and ``tests/unit/crypto/reference.py``, a
+pure-Python secp256k1 that shares no code with libsecp256k1 (which signgate.crypto uses).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-import coincurve
 import pytest
 
-from signgate import crypto
 from signgate.crypto import (
     SECP256K1_N,
     EcdsaSignature,
@@ -24,6 +26,7 @@ from signgate.crypto import (
     secp256k1_normalize_public_key,
     secp256k1_public_key,
 )
+from tests.unit.crypto import reference as ref
 
 VECTORS = Path(__file__).resolve().parents[1] / "fixtures" / "vectors"
 N = SECP256K1_N
@@ -73,18 +76,6 @@ def test_keccak256_rejects_text() -> None:
 # --------------------------------------------------------------------------- keys
 
 
-def test_precompute_builds_the_generator_table_once() -> None:
-    crypto.precompute()
-    table = crypto._G_TABLE
-    assert table is not None and len(table) == 32
-    crypto.precompute()
-    assert crypto._G_TABLE is table, "a second call reuses the table"
-    # The table's first entry is G itself.
-    assert crypto._encode_point(table[0][0], True) == crypto.secp256k1_public_key(
-        (1).to_bytes(32, "big")
-    )
-
-
 def test_public_key_of_one_is_the_generator() -> None:
     assert secp256k1_public_key(_scalar(1)) == G_COMPRESSED
     assert secp256k1_public_key(_scalar(1), compressed=False) == G_UNCOMPRESSED
@@ -93,10 +84,10 @@ def test_public_key_of_one_is_the_generator() -> None:
 
 
 @pytest.mark.parametrize(("secret", "_digest"), _random_cases(24, seed=1))
-def test_public_key_matches_coincurve(secret: bytes, _digest: bytes) -> None:
-    reference = coincurve.PrivateKey(secret).public_key
-    assert secp256k1_public_key(secret) == reference.format(compressed=True)
-    assert secp256k1_public_key(secret, compressed=False) == reference.format(compressed=False)
+def test_public_key_matches_the_reference(secret: bytes, _digest: bytes) -> None:
+    assert secp256k1_public_key(secret) == ref.secp256k1_public_key(secret)
+    uncompressed = ref.secp256k1_public_key(secret, compressed=False)
+    assert secp256k1_public_key(secret, compressed=False) == uncompressed
 
 
 def test_normalize_public_key_round_trips() -> None:
@@ -141,10 +132,13 @@ def test_bad_lengths_and_types_are_rejected() -> None:
 def test_rfc6979_published_vectors(vector: dict[str, Any]) -> None:
     secret = bytes.fromhex(vector["secretKey"])
     digest = hashlib.sha256(vector["message"].encode()).digest()
-    nonce = next(crypto._rfc6979_nonces(int.from_bytes(secret, "big"), digest))
+    # The nonce is internal to libsecp256k1: the reference shows the vector's nonce is the
+    # RFC 6979 one, and the library's signature is the one that nonce gives.
+    nonce = next(ref.rfc6979_nonces(int.from_bytes(secret, "big"), digest))
     assert nonce == int(vector["nonce"], 16)
     sig = ecdsa_sign(secret, digest)
     assert sig.der.hex() == vector["der"]
+    assert (sig.r, sig.s, sig.recid) == ref.ecdsa_sign(secret, digest)
     assert ecdsa_verify(secp256k1_public_key(secret), digest, sig.r, sig.s)
 
 
@@ -156,23 +150,20 @@ def test_satoshi_vector_recid_and_low_s_normalisation() -> None:
     raw_s = pow(k, -1, N) * (int.from_bytes(digest, "big") + sig.r) % N
     assert raw_s > N // 2
     assert sig.s == N - raw_s
-    expected = coincurve.PrivateKey(_scalar(1)).sign_recoverable(digest, hasher=None)
-    assert sig.recid == expected[64]
+    assert (sig.r, sig.s, sig.recid) == ref.ecdsa_sign(_scalar(1), digest)
+    # The recovery id says which R signed: recovering with it gives the key back.
+    assert ref.ecdsa_recover(digest, sig.r, sig.s, sig.recid) == G_COMPRESSED
 
 
 @pytest.mark.parametrize(("secret", "digest"), _random_cases(48, seed=2))
-def test_signatures_match_libsecp256k1_and_verify(secret: bytes, digest: bytes) -> None:
+def test_signatures_match_the_reference_and_verify(secret: bytes, digest: bytes) -> None:
     sig = ecdsa_sign(secret, digest)
-    # libsecp256k1's default nonce is RFC 6979 too, so the bytes must agree exactly.
-    reference = coincurve.PrivateKey(secret).sign_recoverable(digest, hasher=None)
-    assert sig.compact + bytes([sig.recid]) == reference
+    # Both use RFC 6979 nonces and low-s, so the values must agree exactly.
+    assert (sig.r, sig.s, sig.recid) == ref.ecdsa_sign(secret, digest)
     assert sig.s <= N // 2
     public = secp256k1_public_key(secret)
-    recovered = coincurve.PublicKey.from_signature_and_message(
-        sig.compact + bytes([sig.recid]), digest, hasher=None
-    )
-    assert recovered.format() == public
-    assert coincurve.PublicKey(public).verify(sig.der, digest, hasher=None)
+    assert ref.ecdsa_recover(digest, sig.r, sig.s, sig.recid) == public
+    assert ref.ecdsa_verify(public, digest, sig.r, sig.s)
     assert ecdsa_verify(public, digest, sig.r, sig.s)
     assert ecdsa_verify(secp256k1_public_key(secret, compressed=False), digest, sig.r, sig.s)
     assert ecdsa_recover(digest, sig.r, sig.s, sig.recid) == public
@@ -183,11 +174,10 @@ def test_signatures_match_libsecp256k1_and_verify(secret: bytes, digest: bytes) 
     [b"\x00" * 32, b"\xff" * 32, _scalar(N), _scalar(N - 1), _scalar(N + 5)],
     ids=["zero", "all-ones", "n", "n-1", "n+5"],
 )
-def test_edge_digests_match_libsecp256k1(digest: bytes) -> None:
+def test_edge_digests_match_the_reference(digest: bytes) -> None:
     secret = _scalar(0x1234567890ABCDEF)
     sig = ecdsa_sign(secret, digest)
-    reference = coincurve.PrivateKey(secret).sign_recoverable(digest, hasher=None)
-    assert sig.compact + bytes([sig.recid]) == reference
+    assert (sig.r, sig.s, sig.recid) == ref.ecdsa_sign(secret, digest)
     assert ecdsa_verify(secp256k1_public_key(secret), digest, sig.r, sig.s)
 
 
@@ -227,9 +217,7 @@ def test_tampered_s_fails(signed: tuple[bytes, bytes, EcdsaSignature]) -> None:
     public, digest, sig = signed
     assert not ecdsa_verify(public, digest, sig.r, sig.s + 1)
     assert not ecdsa_verify(public, digest, sig.r + 1, sig.s)
-    assert not coincurve.PublicKey(public).verify(
-        ecdsa_der_encode(sig.r, sig.s + 1), digest, hasher=None
-    )
+    assert not ref.ecdsa_verify(public, digest, sig.r, sig.s + 1)
 
 
 def test_wrong_digest_and_wrong_key_fail(signed: tuple[bytes, bytes, EcdsaSignature]) -> None:
@@ -244,10 +232,9 @@ def test_high_s_policy(signed: tuple[bytes, bytes, EcdsaSignature]) -> None:
     high_s = N - sig.s
     assert not ecdsa_verify(public, digest, sig.r, high_s)
     assert ecdsa_verify(public, digest, sig.r, high_s, allow_high_s=True)
-    # libsecp256k1 takes the same stance.
-    assert not coincurve.PublicKey(public).verify(
-        ecdsa_der_encode(sig.r, high_s), digest, hasher=None
-    )
+    # The reference takes the same stance.
+    assert not ref.ecdsa_verify(public, digest, sig.r, high_s)
+    assert ref.ecdsa_verify(public, digest, sig.r, high_s, allow_high_s=True)
     with pytest.raises(ValueError, match="high-s"):
         ecdsa_recover(digest, sig.r, high_s, sig.recid ^ 1)
 
@@ -283,7 +270,7 @@ def test_verify_takes_the_doubling_path() -> None:
     if s > N // 2:
         s = N - s
     assert ecdsa_verify(G_COMPRESSED, digest, r, s)
-    assert coincurve.PublicKey(G_COMPRESSED).verify(ecdsa_der_encode(r, s), digest, hasher=None)
+    assert ref.ecdsa_verify(G_COMPRESSED, digest, r, s)
 
 
 def test_verify_rejects_a_sum_at_infinity() -> None:
@@ -291,7 +278,7 @@ def test_verify_rejects_a_sum_at_infinity() -> None:
     r, s = 0x1234, 0x5678
     digest = _scalar(N - r)
     assert not ecdsa_verify(G_COMPRESSED, digest, r, s)
-    assert not coincurve.PublicKey(G_COMPRESSED).verify(ecdsa_der_encode(r, s), digest, hasher=None)
+    assert not ref.ecdsa_verify(G_COMPRESSED, digest, r, s)
 
 
 # --------------------------------------------------------------------------- recovery
@@ -306,11 +293,11 @@ def test_wrong_recid_recovers_another_key(signed: tuple[bytes, bytes, EcdsaSigna
         ecdsa_recover(digest, sig.r, sig.s, sig.recid | 2)
 
 
-def test_recover_uncompressed_matches_coincurve(
+def test_recover_uncompressed_matches_the_reference(
     signed: tuple[bytes, bytes, EcdsaSignature],
 ) -> None:
     public, digest, sig = signed
-    expected = coincurve.PublicKey(public).format(compressed=False)
+    expected = ref.secp256k1_normalize_public_key(public, compressed=False)
     assert ecdsa_recover(digest, sig.r, sig.s, sig.recid, compressed=False) == expected
 
 
@@ -342,11 +329,18 @@ def test_signature_dataclass_validates() -> None:
 
 
 @pytest.mark.parametrize(("secret", "digest"), _random_cases(8, seed=3))
-def test_der_matches_libsecp256k1(secret: bytes, digest: bytes) -> None:
+def test_der_follows_x690(secret: bytes, digest: bytes) -> None:
     sig = ecdsa_sign(secret, digest)
-    reference = coincurve.PrivateKey(secret).sign(digest, hasher=None)
-    assert sig.der == reference
-    assert ecdsa_der_decode(reference) == (sig.r, sig.s)
+
+    def integer(value: int) -> bytes:
+        # Minimal big-endian two's complement: one leading zero byte when the top bit is set.
+        body = value.to_bytes((value.bit_length() + 8) // 8, "big")
+        return b"\x02" + bytes([len(body)]) + body
+
+    body = integer(sig.r) + integer(sig.s)
+    expected = b"\x30" + bytes([len(body)]) + body
+    assert sig.der == expected
+    assert ecdsa_der_decode(expected) == (sig.r, sig.s)
 
 
 def test_der_encodes_high_bit_with_a_zero_pad() -> None:

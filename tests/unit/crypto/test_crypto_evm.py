@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import coincurve
 import pytest
 
 from signgate import crypto
@@ -30,6 +29,7 @@ from signgate.crypto import (
     rlp_encode,
     secp256k1_public_key,
 )
+from tests.unit.crypto import reference as ref
 
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
 KEY_ONE = (1).to_bytes(32, "big")
@@ -110,16 +110,15 @@ def test_eip191_prefix_uses_decimal_length() -> None:
     assert eip191_hash(b"") == keccak256(b"\x19Ethereum Signed Message:\n0")
 
 
-def test_encoded_signature_round_trips_through_coincurve() -> None:
+def test_encoded_signature_round_trips_through_the_reference() -> None:
     digest = eip191_hash(b"signgate")
     sig = ecdsa_sign(SIGNER, digest)
     encoded = encoded_evm_signature(sig)
     assert len(encoded) == 65
     assert encoded[64] == 27 + sig.recid
-    recovered = coincurve.PublicKey.from_signature_and_message(
-        encoded[:64] + bytes([encoded[64] - 27]), digest, hasher=None
-    )
-    assert evm_address(recovered.format()) == evm_address(secp256k1_public_key(SIGNER))
+    r, s = int.from_bytes(encoded[:32], "big"), int.from_bytes(encoded[32:64], "big")
+    recovered = ref.ecdsa_recover(digest, r, s, encoded[64] - 27)
+    assert evm_address(recovered) == evm_address(ref.secp256k1_public_key(SIGNER))
     with pytest.raises(ValueError, match="recid 0 or 1"):
         encoded_evm_signature(EcdsaSignature(sig.r, sig.s, 2))
 

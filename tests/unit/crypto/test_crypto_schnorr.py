@@ -1,4 +1,7 @@
-"""BIP-340 Schnorr signatures and BIP-341 taproot tweaks in signgate.crypto."""
+"""BIP-340 Schnorr signatures and BIP-341 taproot tweaks in signgate.crypto.
+
+Judged by the BIP-340/341 published vectors and by ``reference.py`` (pure Python).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import coincurve
 import pytest
 
 from signgate.crypto import (
@@ -23,6 +25,7 @@ from signgate.crypto import (
     taproot_tweak_secret,
     xonly_public_key,
 )
+from tests.unit.crypto import reference as ref
 
 VECTORS = Path(__file__).resolve().parents[2] / "fixtures" / "vectors"
 
@@ -60,17 +63,21 @@ def test_bip340_official_vectors(row: dict[str, str]) -> None:
         secret = bytes.fromhex(row["secret key"])
         assert xonly_public_key(secret) == public
         assert schnorr_sign(secret, message, bytes.fromhex(row["aux_rand"])) == signature
-    assert schnorr_verify(public, message, signature) is (row["verification result"] == "TRUE")
+    expected = row["verification result"] == "TRUE"
+    assert schnorr_verify(public, message, signature) is expected
+    # The judge used elsewhere in these tests passes the same vectors.
+    assert ref.schnorr_verify(public, message, signature) is expected
 
 
 @pytest.mark.parametrize("secret", _random_secrets(16, seed=10))
-def test_signatures_match_libsecp256k1(secret: bytes) -> None:
+def test_signatures_match_the_reference(secret: bytes) -> None:
     message = hashlib.sha256(secret).digest()
     aux = hashlib.sha256(message).digest()
     signature = schnorr_sign(secret, message, aux)
-    assert signature == coincurve.PrivateKey(secret).sign_schnorr(message, aux)
+    assert signature == ref.schnorr_sign(secret, message, aux)
     xonly = xonly_public_key(secret)
-    assert coincurve.PublicKeyXOnly(xonly).verify(signature, message)
+    assert xonly == ref.xonly_public_key(secret)
+    assert ref.schnorr_verify(xonly, message, signature)
     assert schnorr_verify(xonly, message, signature)
 
 
@@ -81,7 +88,7 @@ def test_default_aux_is_fresh_randomness() -> None:
     xonly = xonly_public_key(secret)
     for signature in (first, second):
         assert schnorr_verify(xonly, message, signature)
-        assert coincurve.PublicKeyXOnly(xonly).verify(signature, message)
+        assert ref.schnorr_verify(xonly, message, signature)
 
 
 def test_same_aux_is_deterministic() -> None:
@@ -97,7 +104,7 @@ def test_odd_y_secret_signs_for_its_xonly_key() -> None:
     message = b"\x01" * 32
     signature = schnorr_sign(secret, message, b"\x00" * 32)
     assert schnorr_verify(xonly_public_key(secret), message, signature)
-    assert coincurve.PublicKeyXOnly(xonly_public_key(secret)).verify(signature, message)
+    assert ref.schnorr_verify(xonly_public_key(secret), message, signature)
 
 
 def test_negative_cases() -> None:
@@ -149,10 +156,7 @@ def test_bip341_output_keys(case: dict[str, Any]) -> None:
     assert tweaked.hex() == case["tweakedPubkey"]
     if case["parity"] is not None:
         assert parity == case["parity"]
-    reference = coincurve.PublicKeyXOnly(internal)
-    reference.tweak_add(bytes.fromhex(case["tweak"]))
-    assert reference.format() == tweaked
-    assert reference.parity == bool(parity)
+    assert ref.taproot_tweak_public_key(internal, root) == (tweaked, parity)
 
 
 @pytest.mark.parametrize(
@@ -175,16 +179,20 @@ def test_bip341_key_path_spending(case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("secret", _random_secrets(8, seed=16))
-def test_tweak_halves_agree_with_coincurve(secret: bytes) -> None:
+def test_tweak_halves_agree_with_the_reference(secret: bytes) -> None:
     root = hashlib.sha256(secret).digest()
     for merkle_root in (None, root):
         tweaked_secret = taproot_tweak_secret(secret, merkle_root)
         tweaked_public, parity = taproot_tweak_public_key(xonly_public_key(secret), merkle_root)
-        full = coincurve.PrivateKey(tweaked_secret).public_key.format()
+        assert tweaked_secret == ref.taproot_tweak_secret(secret, merkle_root)
+        assert (tweaked_public, parity) == ref.taproot_tweak_public_key(
+            ref.xonly_public_key(secret), merkle_root
+        )
+        full = ref.secp256k1_public_key(tweaked_secret)
         assert full == bytes([2 + parity]) + tweaked_public
         message = hashlib.sha256(tweaked_secret).digest()
         signature = schnorr_sign(tweaked_secret, message)
-        assert coincurve.PublicKeyXOnly(tweaked_public).verify(signature, message)
+        assert ref.schnorr_verify(tweaked_public, message, signature)
 
 
 def test_empty_root_is_the_key_path_only_tweak() -> None:
