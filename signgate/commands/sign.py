@@ -414,7 +414,10 @@ async def _sign(args: argparse.Namespace) -> int:
     task_queue = settings.task_queue
     if stack is not None and "task_queue" not in settings.model_fields_set:
         task_queue = stack.task_queue
-    attached = False
+    # The request id is the business key: one execution per id, ever. FAIL (not USE_EXISTING)
+    # makes the server say, by refusing, that it started nothing, whether the holder of the id
+    # is running or closed (REJECT_DUPLICATE); we then attach to it.
+    existing: str | None = None
     handle: WorkflowHandle[Any, SignatureOutcome]
     try:
         handle = await client.start_workflow(
@@ -423,13 +426,16 @@ async def _sign(args: argparse.Namespace) -> int:
             id=plan.workflow_id,
             task_queue=task_queue,
             result_type=SignatureOutcome,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
-    except WorkflowAlreadyStartedError:
-        # A closed workflow holds this business key: the request was made already.
+        run_id = handle.result_run_id
+    except WorkflowAlreadyStartedError as exc:
         handle = client.get_workflow_handle(plan.workflow_id, result_type=SignatureOutcome)
-        attached = True
+        description = await handle.describe()
+        run_id = description.run_id or exc.run_id
+        status = description.status
+        existing = status.name.lower() if status is not None else "unknown"
     out = sys.stdout
     if args.json:
         print(
@@ -437,20 +443,27 @@ async def _sign(args: argparse.Namespace) -> int:
                 {
                     "event": "started",
                     "workflowId": plan.workflow_id,
-                    "runId": handle.result_run_id,
-                    "existing": attached,
+                    "runId": run_id,
+                    "existing": existing is not None,
                     "target": plan.input.target.model_dump(mode="json"),
                     "requestKind": plan.input.request.kind,
                     "externalId": ids.external_id_for(plan.workflow_id),
                     "taskQueue": task_queue,
                 }
+                | ({} if existing is None else {"existingStatus": existing})
             ),
             flush=True,
         )
     else:
         named = f" ({plan.target_name})" if plan.target_name else ""
-        verb = "attached to the finished workflow" if attached else "started"
-        print(f"{verb} {plan.workflow_id}", file=out)
+        if existing is None:
+            print(f"started {plan.workflow_id}", file=out)
+        else:
+            print(
+                f"existing: {plan.workflow_id} was submitted before ({existing}); attached to it"
+                ", nothing new started",
+                file=out,
+            )
         print(
             f"  {plan.input.request.kind} request, {plan.input.target.kind} "
             f"{plan.input.target.id}{named}"
