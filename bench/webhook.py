@@ -12,6 +12,13 @@ engine's worker in this process, sized as the shipped worker is (``--max-workflo
   approves them all, then bob's N deciding approvals are sent together;
 * **webhooks off**: the same with no webhook registered and the tight ``poll_*`` policy.
 
+Before those rounds it measures the **floor**: N minimal workflows (``bench/floor.py``: wait
+for a signal, then return; no activity) on the same worker, server and machine, and N
+signals sent to them at once by a process of their own. Its latency, from a signal's
+sending to the workflow's close, is what Temporal and the worker need for the cheapest
+possible completion under the same burst; the ``burst ratio`` line divides signgate's
+approval-to-completion p50 (and p99) by the floor's.
+
 It prints, per mode: the latency from the sandbox's approval (the approval's
 ``dateResolved``) to the workflow's completion (its close time), p50 / p90 / p99 / max, and
 the same for ``--single`` requests approved one at a time afterwards (nothing else
@@ -74,6 +81,7 @@ if sys.dont_write_bytecode:
     atexit.register(shutil.rmtree, sys.pycache_prefix, ignore_errors=True)
 
 from bench import _common  # noqa: E402
+from bench.floor import SignalFloorWorkflow  # noqa: E402
 from signgate import ids  # noqa: E402
 from signgate.contracts import (  # noqa: E402
     PollingPolicy,
@@ -192,6 +200,16 @@ class LoopLag:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         return list(self.samples)
+
+
+@dataclass
+class FloorResult:
+    """The floor round: N signals at once to workflows that complete on them."""
+
+    latencies: list[float]
+    cpu: dict[str, float]
+    burst_seconds: float
+    loop_lag: list[float]
 
 
 @dataclass
@@ -401,6 +419,113 @@ async def _decide_from_stdin() -> None:
     print(json.dumps({"resolved": resolved, "cpuSeconds": spent}), flush=True)
 
 
+class _Signaller:
+    """N signals to the floor's workflows, sent all at once by a process of their own."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self.cpu_seconds = 0.0
+
+    @classmethod
+    async def start(cls, address: str, workflow_ids: list[str]) -> _Signaller:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--signal",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        job = {"address": address, "workflowIds": workflow_ids}
+        proc.stdin.write(json.dumps(job).encode() + b"\n")
+        await proc.stdin.drain()
+        ready = await proc.stdout.readline()
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"the signaller did not start: {ready!r}")
+        return cls(proc)
+
+    async def go(self) -> list[datetime]:
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        answer = json.loads(await proc.stdout.readline())
+        await proc.wait()
+        self.cpu_seconds = float(answer["cpuSeconds"])
+        return [datetime.fromisoformat(when) for when in answer["sent"]]
+
+
+async def _signal_from_stdin() -> None:
+    """The signaller process: read the job, connect, say ready, signal every workflow on "go"."""
+    job = json.loads(sys.stdin.readline())
+    client = await Client.connect(job["address"])
+    handles = [client.get_workflow_handle(workflow_id) for workflow_id in job["workflowIds"]]
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    cpu_before = time.process_time()
+
+    async def one(handle: WorkflowHandle[Any, Any]) -> str:
+        sent = datetime.now(UTC)
+        await handle.signal("go")
+        return sent.isoformat()
+
+    sent = await asyncio.gather(*(one(h) for h in handles))
+    spent = time.process_time() - cpu_before
+    print(json.dumps({"sent": sent, "cpuSeconds": spent}), flush=True)
+
+
+async def _floor_round(
+    args: argparse.Namespace,
+    client: Client,
+    address: str,
+    task_queue: str,
+    pids: dict[str, int],
+) -> FloorResult:
+    run = uuid.uuid4().hex[:6]
+    gate = asyncio.Semaphore(20)
+
+    async def start(i: int) -> WorkflowHandle[SignalFloorWorkflow, None]:
+        async with gate:
+            return await client.start_workflow(
+                SignalFloorWorkflow.run, id=f"bench-floor-{run}-{i}", task_queue=task_queue
+            )
+
+    handles = list(await asyncio.gather(*(start(i) for i in range(args.requests))))
+
+    async def waiting(handle: WorkflowHandle[SignalFloorWorkflow, None]) -> None:
+        while True:
+            # started, task scheduled, task started, task completed: it waits for the signal
+            if (await handle.describe()).history_length >= 4:
+                return
+            await asyncio.sleep(0.1)
+
+    await asyncio.gather(*(waiting(h) for h in handles))
+    await asyncio.sleep(2.0)  # as the rounds do: let the starts' work settle first
+    print(f"  [floor] {len(handles)} minimal workflows wait; {len(handles)} signals at once")
+    signaller = await _Signaller.start(address, [h.id for h in handles])
+    cpu_before, burst_began = _cpu_snapshot(pids), time.monotonic()
+    lag = LoopLag()
+    lag.start()
+    sent = await signaller.go()
+    await asyncio.gather(*(h.result() for h in handles))
+    burst_seconds = time.monotonic() - burst_began
+    cpu_after = _cpu_snapshot(pids)
+    cpu_after["load generator"] = signaller.cpu_seconds
+    cpu_before["load generator"] = 0.0
+    lags = await lag.stop()
+    latencies: list[float] = []
+    for handle, when in zip(handles, sent, strict=True):
+        closed = (await handle.describe()).close_time
+        assert closed is not None
+        latencies.append((closed - when).total_seconds())
+    return FloorResult(
+        latencies,
+        {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+        burst_seconds,
+        lags,
+    )
+
+
 async def _round(
     mode: str,
     args: argparse.Namespace,
@@ -582,12 +707,38 @@ def _report_breakdown(results: list[Result]) -> None:
             )
         cpu = ", ".join(f"{name} {seconds:.2f}" for name, seconds in r.cpu.items())
         print(
+            f"    worker CPU per approval: {r.cpu['worker+bench'] / r.n * 1000:.1f} ms "
+            "(the worker's process, which also runs this script's bookkeeping)"
+        )
+        print(
             f"    burst: all {r.n} done {r.burst_seconds:.2f} s after the first decision was "
             f"sent; CPU seconds meanwhile: {cpu} (2 cores = {2 * r.burst_seconds:.2f})"
         )
 
 
-def _report(results: list[Result], policies: dict[str, PollingPolicy]) -> None:
+def _report_floor(results: list[Result], floor: FloorResult) -> None:
+    ms = [x * 1000 for x in floor.latencies]
+    floor_p50, floor_p99 = _percentile(ms, 0.50), _percentile(ms, 0.99)
+    print(
+        f"  floor (n={len(ms)} signals at once to workflows that complete on them):"
+        f"  p50 {floor_p50:5.0f} ms  p99 {floor_p99:5.0f} ms  max {max(ms):5.0f} ms"
+    )
+    for r in results:
+        signgate = [x * 1000 for x in r.latencies]
+        print(
+            f"  burst ratio (webhooks {r.mode}): p50 "
+            f"{_percentile(signgate, 0.50) / floor_p50:.2f}, p99 "
+            f"{_percentile(signgate, 0.99) / floor_p99:.2f}  (signgate / floor)"
+        )
+    lag = [x * 1000 for x in floor.loop_lag]
+    cpu = ", ".join(f"{name} {seconds:.2f}" for name, seconds in floor.cpu.items())
+    print(
+        f"    floor burst: all done {floor.burst_seconds:.2f} s after the signals were sent; "
+        f"worker event-loop lag p99 {_percentile(lag, 0.99):.0f} ms; CPU seconds: {cpu}"
+    )
+
+
+def _report(results: list[Result], policies: dict[str, PollingPolicy], floor: FloorResult) -> None:
     print()
     print("latency from the sandbox's approval to the workflow's completion")
     for r in results:
@@ -603,6 +754,7 @@ def _report(results: list[Result], policies: dict[str, PollingPolicy]) -> None:
                 f"    one approval at a time (n={len(alone)}): p50 "
                 f"{_percentile(alone, 0.50):5.0f} ms  max {max(alone):5.0f} ms"
             )
+    _report_floor(results, floor)
     _report_breakdown(results)
     print()
     print("Dfns HTTP calls made by the worker, per signed request")
@@ -664,8 +816,10 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             f"127.0.0.1:{temporal_port}", data_converter=pydantic_data_converter
         )
         pids = {"temporal": dev.pid, "sandbox": sandbox.pid, "worker+bench": os.getpid()}
-        results = await _with_worker(args, client, org, workdir, temporal_port, receiver_port, pids)
-    _report(results, policies)
+        floor, results = await _with_worker(
+            args, client, org, workdir, temporal_port, receiver_port, pids
+        )
+    _report(results, policies, floor)
 
 
 async def _with_worker(
@@ -676,7 +830,7 @@ async def _with_worker(
     temporal_port: int,
     receiver_port: int,
     pids: dict[str, int],
-) -> list[Result]:
+) -> tuple[FloorResult, list[Result]]:
     settings = Settings.from_env({})
     counter = CallCounter()
     task_queue = f"bench-webhook-{uuid.uuid4().hex[:6]}"
@@ -691,13 +845,14 @@ async def _with_worker(
         Worker(
             client,
             task_queue=task_queue,
-            workflows=list(ENGINE_WORKFLOWS),
+            workflows=[*ENGINE_WORKFLOWS, SignalFloorWorkflow],
             activities=engine_activities(
                 org.client("engine", http), callbacks, callback_secrets={}, ledgers={}
             ),
             **_worker_tuning(args),
         ),
     ):
+        floor = await _floor_round(args, client, f"127.0.0.1:{temporal_port}", task_queue, pids)
         if args.mode in ("both", "on"):
             results.append(
                 await _webhooks_on(
@@ -725,7 +880,7 @@ async def _with_worker(
                     pids,
                 )
             )
-    return results
+    return floor, results
 
 
 def _worker_tuning(args: argparse.Namespace) -> dict[str, Any]:
@@ -815,9 +970,13 @@ def main() -> None:
         help="the dev server's persistence: in memory, or an SQLite file in WAL mode",
     )
     parser.add_argument("--decide", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--signal", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.decide:
         asyncio.run(_decide_from_stdin())
+        return
+    if args.signal:
+        asyncio.run(_signal_from_stdin())
         return
     configure_logging(level="WARNING")
     with tempfile.TemporaryDirectory(prefix="signgate-bench-webhook-") as directory:
