@@ -6,8 +6,10 @@
   ``Content-Length`` over the limit is refused before a single byte is read);
 * the signature and ``timestampSent`` are verified on the raw bytes before anything else
   (:mod:`signgate.webhook.verify`): 401 otherwise, and nothing happens;
-* the event is classified (:mod:`signgate.webhook.events`): malformed JSON or an envelope
-  without Dfns's required fields is 400, a kind Dfns does not define is 422;
+* the body is parsed within limits and the event classified
+  (:mod:`signgate.webhook.events`): a body that is not UTF-8, nests too deep, is not JSON
+  or lacks Dfns's required fields is 400, a kind Dfns does not define is 422; no body,
+  signed or not, gets a 500;
 * the notice is signalled to its workflow (:mod:`signgate.webhook.routing`): 200 once
   Temporal took it, and 200 too for events that concern no workflow of ours (logged, so
   Dfns does not retry them for a day); 503 only when Temporal could not take it, so Dfns
@@ -122,6 +124,15 @@ class WebhookReceiver:
             notice = parse_notice(verified.payload)
         except WebhookRejected as exc:
             return self.rejected(exc, remote=remote)
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # The explicit checks should have caught it; still the body's fault, not ours.
+            return self.rejected(
+                WebhookRejected(
+                    Rejection.INVALID_EVENT,
+                    f"the body is not a Dfns event ({type(exc).__name__})",
+                ),
+                remote=remote,
+            )
         except _NoSecrets:
             self.stats["unavailable"] += 1
             _log.error("webhook.no_secret", advice="run `signgate webhook register --url URL`")

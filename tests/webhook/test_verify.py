@@ -140,11 +140,14 @@ def test_rotation_secret_is_accepted() -> None:
     assert rejected(*signed(event(), OLD_SECRET)).reason is Rejection.BAD_SIGNATURE
 
 
-def test_uppercase_hex_and_padding_are_tolerated() -> None:
+def test_only_the_form_dfns_sends_is_accepted() -> None:
     body, header = signed(event())
     digest = header.removeprefix("sha256=")
-    assert verify_signature(body, f" sha256={digest.upper()} ", SECRETS) == 0
-    assert verify_signature(body, f"SHA256={digest}", SECRETS) == 0
+    assert verify_signature(body, header, SECRETS) == 0
+    for other in (f" sha256={digest}", f"SHA256={digest}"):
+        assert rejected(body, other).reason is Rejection.WRONG_SCHEME
+    for other in (f"sha256={digest.upper()}", f"sha256={digest} "):
+        assert rejected(body, other).reason is Rejection.BAD_SIGNATURE
 
 
 def test_no_secret_configured_is_a_programming_error() -> None:
