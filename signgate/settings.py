@@ -82,6 +82,15 @@ class Settings(BaseSettings):
     dfns_timeout_seconds: float = Field(
         default=30.0, gt=0, le=600, description="HTTP timeout for one Dfns call."
     )
+    startup_timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description=(
+            "How long a start-up call to Dfns (the webhook check and registration) retries "
+            "5xx, 408, 429, timeouts and dropped connections."
+        ),
+    )
 
     # Temporal (connection itself comes from temporalio.envconfig)
     task_queue: str = Field(default="signgate", min_length=1, description="Worker task queue.")

@@ -125,7 +125,7 @@ async def _approval_id(args: argparse.Namespace, access: DfnsAccess) -> str:
         # The approver may lack read access; the decision itself will say what is wrong.
         return str(args.approval_id)
     from temporalio.client import WorkflowFailureError
-    from temporalio.service import RPCError
+    from temporalio.service import RPCError, RPCStatusCode
 
     from signgate.contracts import SignatureProgress
 
@@ -142,7 +142,20 @@ async def _approval_id(args: argparse.Namespace, access: DfnsAccess) -> str:
         progress: SignatureProgress = await client.get_workflow_handle(workflow_id).query(
             ids.QUERY_STATE, result_type=SignatureProgress, rpc_timeout=timedelta(seconds=5)
         )
-    except (RPCError, WorkflowFailureError):
+    except RPCError as exc:
+        if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            # The workflow exists but did not answer, e.g. while a new worker takes over.
+            raise CommandError(
+                f"workflow {workflow_id} did not say which approval it waits for "
+                f"({exc.message}); is its worker running? Try again, or pass the approval id",
+                code=1,
+            ) from None
+        raise CommandError(
+            f"{args.approval_id} is neither an approval at {access.base_url} nor a workflow "
+            "waiting for approval",
+            code=1,
+        ) from None
+    except WorkflowFailureError:
         raise CommandError(
             f"{args.approval_id} is neither an approval at {access.base_url} nor a workflow "
             "waiting for approval",

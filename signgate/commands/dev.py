@@ -16,7 +16,11 @@ Every child runs in its own process group (so a terminal's Ctrl-C reaches only t
 supervisor, which stops them in reverse order: SIGTERM to the group, SIGKILL after a grace
 period) and, on Linux, is sent SIGTERM by the kernel if the supervisor dies. Logs go to
 ``<state>/logs/<name>.log``. A second start with the same state directory resumes: the
-Temporal and sandbox databases persist, so in-flight workflows carry on.
+Temporal and sandbox databases persist, so in-flight workflows carry on. A worker or
+receiver that dies is started again after a backoff (1 s, doubling to 30 s while restarts
+keep failing); Temporal or the sandbox dying stops the stack. The webhook check and
+registration retry transient Dfns errors for ``SIGNGATE_STARTUP_TIMEOUT_SECONDS``
+(:mod:`signgate.startup`).
 
 :class:`DevStack` is the library form (used by ``signgate.demo``); ``dev.json`` in the state
 directory records the running stack for the other commands.
@@ -59,12 +63,20 @@ from signgate.commands.common import (
 )
 from signgate.ids import SEARCH_ATTRIBUTES
 from signgate.settings import Settings
+from signgate.startup import DEFAULT_STARTUP_TIMEOUT_SECONDS
 
 __all__ = ["DevOptions", "DevStack", "add_dev_command", "find_temporal"]
 
 _PR_SET_PDEATHSIG = 1
 _READY_TIMEOUT = {"temporal": 60.0, "sandbox": 60.0, "worker": 90.0, "webhook": 60.0}
 _STOP_GRACE = {"temporal": 10.0, "sandbox": 10.0, "worker": 15.0, "webhook": 10.0}
+# The worker and the receiver hold no state of their own (Temporal and Dfns do): one that
+# dies is started again. Temporal or the sandbox dying stops the stack.
+_RESTARTABLE = frozenset({"worker", "webhook"})
+_RESTART_DELAY = (1.0, 30.0)
+"""First and longest wait before a restart; the wait doubles while restarts keep failing."""
+_RESTART_SETTLED = 60.0
+"""Seconds up after which a child's next death counts as a first one again."""
 
 # Variables the children must not inherit from the operator's shell: the stack decides
 # where Temporal and Dfns are, and which credentials and webhook secrets apply.
@@ -87,6 +99,7 @@ class DevOptions:
     sandbox_args: tuple[str, ...] = ()
     namespace: str = "default"
     task_queue: str = "signgate"
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS
 
 
 _PORTS: tuple[tuple[str, str, str], ...] = (
@@ -589,8 +602,23 @@ class DevStack:
     def _register_webhook(self, base_url: str, creds: SandboxCredentials) -> None:
         url = base_url + _webhook_path()
         self._say("  webhook   ", end="")
-        verdict = asyncio.run(_ensure_webhook(creds, url, self.state_dir / "webhook.json"))
-        self._say(verdict)
+        waited = False
+
+        def waiting(line: str) -> None:
+            nonlocal waited
+            self._say(("" if waited else "\n") + f"    {line}")
+            waited = True
+
+        verdict = asyncio.run(
+            _ensure_webhook(
+                creds,
+                url,
+                self.state_dir / "webhook.json",
+                budget=self.options.startup_timeout,
+                say=waiting,
+            )
+        )
+        self._say(f"  webhook   {verdict}" if waited else verdict)
 
     def _start_receiver(self, stop_requested: Callable[[], bool]) -> None:
         opts = self.options
@@ -658,18 +686,64 @@ class DevStack:
         self._say("Press Ctrl-C to stop.")
 
     def supervise(self, stop_requested: Callable[[], bool]) -> int:
-        """Wait until a stop is requested (0) or a child dies (1)."""
+        """Wait until a stop is requested (0) or Temporal or the sandbox dies (1).
+
+        A worker or receiver that dies is restarted after a backoff, as often as it takes.
+        """
+        delays: dict[str, float] = {}
         while not stop_requested():
             for child in self._children:
-                if not child.alive():
-                    code = child.process.returncode if child.process is not None else None
+                if child.alive():
+                    continue
+                code = child.process.returncode if child.process is not None else None
+                if child.name not in _RESTARTABLE:
                     self._say(
                         f"signgate dev: {child.name} exited unexpectedly (code {code}); the "
                         f"end of {child.log_path}:\n{child.tail()}"
                     )
                     return 1
+                if not self._restart(child, code, delays, stop_requested):
+                    return 0
             time.sleep(0.2)
         return 0
+
+    def _restart(
+        self,
+        child: _Child,
+        code: int | None,
+        delays: dict[str, float],
+        stop_requested: Callable[[], bool],
+    ) -> bool:
+        """Start ``child`` again after its backoff; False if a stop came first."""
+        first, longest = _RESTART_DELAY
+        settled = time.monotonic() - child.started_at >= _RESTART_SETTLED
+        delay = first if settled else min(delays.get(child.name, first / 2) * 2, longest)
+        delays[child.name] = delay
+        self._say(
+            f"signgate dev: {child.name} exited unexpectedly (code {code}); restarting it in "
+            f"{delay:.0f}s. The end of {child.log_path}:\n{child.tail()}"
+        )
+        resume = time.monotonic() + delay
+        while time.monotonic() < resume:
+            if stop_requested():
+                return False
+            time.sleep(0.1)
+        self._say(f"  restarting {child.name:<9}", end="")
+        child.start(_die_with_parent())
+        try:
+            self._wait_ready(child, stop_requested)
+        except _Interrupted:
+            return False
+        except CommandError as exc:
+            # Not ready: stop what is left of it; the next round restarts it again.
+            self._say(f"signgate dev: {exc.message}")
+            child.stop(_STOP_GRACE[child.name], stop_requested)
+            return True
+        self._say(f" ready in {time.monotonic() - child.started_at:4.1f}s (pid {child.pid})")
+        if self.info is not None:
+            self.info = replace(self.info, processes=self.pids())
+            self.info.write(self.state_dir / STACK_FILE)
+        return True
 
     def pids(self) -> dict[str, int]:
         """Process ids of the children started."""
@@ -742,13 +816,25 @@ def _wait_temporal(
     asyncio.run(probe())
 
 
-async def _ensure_webhook(creds: SandboxCredentials, url: str, secret_file: Path) -> str:
-    """Reuse the stored registration if the sandbox still has it for ``url``; else register."""
+async def _ensure_webhook(
+    creds: SandboxCredentials,
+    url: str,
+    secret_file: Path,
+    *,
+    budget: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
+    say: Callable[[str], None] | None = None,
+) -> str:
+    """Reuse the stored registration if the sandbox still has it for ``url``; else register.
+
+    Every call retries transient errors for ``budget`` seconds, ``say`` telling what it
+    waits for (:func:`~signgate.startup.retry_startup`).
+    """
     import httpx
 
     from signgate.dfns.auth import CredentialSigner
     from signgate.dfns.client import DfnsClient
     from signgate.dfns.errors import DfnsError, DfnsNotFoundError
+    from signgate.startup import retry_startup
     from signgate.webhook.registration import register_webhook
     from signgate.webhook.secrets import SecretFileError, read_secret_file
 
@@ -764,14 +850,31 @@ async def _ensure_webhook(creds: SandboxCredentials, url: str, secret_file: Path
         except SecretFileError:
             stored = None
         if stored is not None and stored.current.url == url:
+            webhook_id = stored.current.webhook_id
             try:
-                hook = await dfns.get_webhook(stored.current.webhook_id)
+                hook = await retry_startup(
+                    lambda: dfns.get_webhook(webhook_id),
+                    what=f"the webhook check at the sandbox (GET /webhooks/{webhook_id})",
+                    budget=budget,
+                    say=say,
+                )
                 if hook.url == url and hook.status == "Enabled":
                     return f"reusing {hook.id} for {url}"
             except DfnsNotFoundError:
                 pass
+            except DfnsError as exc:
+                raise CommandError(
+                    f"checking the webhook at the sandbox failed: {exc}", 1
+                ) from None
         try:
-            made = await register_webhook(dfns, url, secret_file, replace=stored is not None)
+            made = await register_webhook(
+                dfns,
+                url,
+                secret_file,
+                replace=stored is not None,
+                startup_timeout=budget,
+                say=say,
+            )
         except (DfnsError, SecretFileError) as exc:
             raise CommandError(f"registering the webhook at the sandbox failed: {exc}", 1) from None
         return f"registered {made.webhook_id} for {url}"
@@ -797,6 +900,7 @@ def _run_dev(args: argparse.Namespace) -> int:
         temporal_bin=args.temporal_bin,
         sandbox_config=args.sandbox_config,
         task_queue=settings.task_queue,
+        startup_timeout=settings.startup_timeout_seconds,
     )
     stack = DevStack(options)
     stack.preflight()

@@ -169,4 +169,6 @@ async def _register_with_settings(
             settings.webhook_secret_file,
             description=description,
             replace=replace,
+            startup_timeout=settings.startup_timeout_seconds,
+            say=lambda line: print(f"signgate webhook register: {line}", flush=True),
         )

@@ -9,6 +9,7 @@ that needs.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from signgate.dfns.errors import DfnsNotFoundError
 from signgate.dfns.requests import CreateWebhookRequest
 from signgate.logs import get_logger
 from signgate.settings import Settings, SettingsError
+from signgate.startup import DEFAULT_STARTUP_TIMEOUT_SECONDS, retry_startup
 from signgate.webhook.events import SUBSCRIBED_EVENTS
 from signgate.webhook.secrets import SecretFileError, record_webhook
 
@@ -84,15 +86,34 @@ async def register_webhook(
     *,
     description: str | None = DEFAULT_DESCRIPTION,
     replace: bool = False,
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_SECONDS,
+    say: Callable[[str], None] | None = None,
 ) -> Registration:
     """Create the webhook at Dfns and store its secret in ``secret_file`` (mode 0600).
 
     If storing fails, the new webhook is deleted again so no webhook signs with a secret
     nobody holds. With ``replace``, the webhook stored before is deleted at Dfns once the
-    new one is safely stored (a 404 counts as deleted).
+    new one is safely stored (a 404 counts as deleted). Each Dfns call retries transient
+    errors for ``startup_timeout`` seconds (:func:`~signgate.startup.retry_startup`; ``say``
+    gets its progress lines).
     """
-    created = await dfns.create_webhook(
-        CreateWebhookRequest(url=url, events=list(SUBSCRIBED_EVENTS), description=description)
+    request = CreateWebhookRequest(url=url, events=list(SUBSCRIBED_EVENTS), description=description)
+
+    async def delete(webhook_id: str, what: str) -> None:
+        # A retried delete whose first attempt went through answers 404: deleted either way.
+        with contextlib.suppress(DfnsNotFoundError):
+            await retry_startup(
+                lambda: dfns.delete_webhook(webhook_id),
+                what=what,
+                budget=startup_timeout,
+                say=say,
+            )
+
+    created = await retry_startup(
+        lambda: dfns.create_webhook(request),
+        what=f"the webhook registration at {dfns.base_url}",
+        budget=startup_timeout,
+        say=say,
     )
     try:
         stored = record_webhook(
@@ -104,14 +125,13 @@ async def register_webhook(
         )
     except SecretFileError:
         _log.error("webhook.register_rollback", webhook_id=created.id)
-        await dfns.delete_webhook(created.id)
+        await delete(created.id, f"the deletion of webhook {created.id}")
         raise
     _log.info("webhook.registered", webhook_id=created.id, url=created.url)
     previous = stored.previous
     deleted = False
     if replace and previous is not None and previous.webhook_id != created.id:
-        with contextlib.suppress(DfnsNotFoundError):
-            await dfns.delete_webhook(previous.webhook_id)
+        await delete(previous.webhook_id, f"the deletion of webhook {previous.webhook_id}")
         deleted = True
         _log.info("webhook.deleted_previous", webhook_id=previous.webhook_id)
     return Registration(
