@@ -169,8 +169,10 @@ class SigningActivities:
             return error
         return ApplicationError(
             f"{error.message}; not retried: legacy public keys have no idempotency key, so a "
-            "retry could create a second request. Check Dfns for this hash before retrying.",
-            type=error.type,
+            "retry could create a second request. Check Dfns for this hash, then resolve the "
+            "workflow's submit (signgate resolve)",
+            {"cause_type": error.type},
+            type=ids.ERR_SUBMIT_UNKNOWN,
             non_retryable=True,
         )
 

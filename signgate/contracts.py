@@ -63,6 +63,7 @@ __all__ = [
     "SigningTarget",
     "StatusEvent",
     "SubmitInput",
+    "SubmitResolution",
     "VerificationResult",
     "VerifyInput",
     "status_rank",
@@ -215,6 +216,23 @@ class SignatureWorkflowInput(InputModel):
             except ValueError as exc:
                 found.append(f"idempotency_key: {exc}")
         return found
+
+
+class SubmitResolution(InputModel):
+    """The caller's word on a legacy submit whose outcome is unknown (``resolve_submit``).
+
+    ``signature_id``: the request found at Dfns for this hash, to adopt. ``resubmit``: no
+    such request exists, submit again. Exactly one of the two.
+    """
+
+    signature_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    resubmit: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> Self:
+        if (self.signature_id is None) == (not self.resubmit):
+            raise ValueError("give either signature_id (the request at Dfns) or resubmit=true")
+        return self
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -389,6 +407,8 @@ class SignatureProgress(RecordModel):
     next_poll_in: timedelta | None
     deadline_passed: bool
     cancel_requested: bool
+    submit_unknown: str | None = None
+    """Why the submit's outcome is unknown, while the workflow waits for ``resolve_submit``."""
 
 
 class SignatureOutcome(RecordModel):

@@ -38,6 +38,7 @@ SIGNAL_STATUS_EVENT: Final = "status_event"
 UPDATE_STATUS_EVENT: Final = "report_status_event"
 SIGNAL_APPROVAL_EVENT: Final = "approval_event"
 QUERY_STATE: Final = "state"
+UPDATE_RESOLVE_SUBMIT: Final = "resolve_submit"
 
 # --- workflow ids ---------------------------------------------------------------------------
 
@@ -148,6 +149,10 @@ ERR_REQUEST_MISMATCH: Final = "SignatureRequestMismatch"
 ERR_VERIFICATION_FAILED: Final = "SignatureVerificationFailed"
 """The returned signature does not verify against the key: never delivered."""
 ERR_DELIVERY_FAILED: Final = "DeliveryFailed"
+ERR_SUBMIT_UNKNOWN: Final = "SubmitOutcomeUnknown"
+"""A legacy public-key submit may or may not have reached Dfns, and retrying could make a
+second request (G1 has no idempotency key): the workflow waits for its caller to say which
+request it is, or to submit again (``resolve_submit``)."""
 
 NON_RETRYABLE_ERRORS: Final[tuple[str, ...]] = (
     ERR_INVALID_REQUEST,

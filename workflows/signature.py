@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         SignatureWorkflowState,
         StatusEvent,
         SubmitInput,
+        SubmitResolution,
         VerifyInput,
     )
     from signgate.dfns.models import SignatureRequestView, SignatureStatus
@@ -83,6 +84,9 @@ class SignatureWorkflow:
         self._request = input.request.model_copy(update={"external_id": state.external_id})
         self._next_poll_at: datetime | None = None
         self._notes: list[str] = []
+        self._submit_unknown: str | None = None  # why, while waiting for resolve_submit
+        self._resolution: SubmitResolution | None = None
+        self._resolution_answer: str | None = None
         # Search-attribute changes of one workflow task go out as one upsert (_flush).
         self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
 
@@ -110,6 +114,21 @@ class SignatureWorkflow:
         forward."""
         self._tracker.approval_event(event)
 
+    @workflow.update(name=ids.UPDATE_RESOLVE_SUBMIT)
+    async def resolve_submit(self, resolution: SubmitResolution) -> str:
+        """The caller's word on a legacy submit whose outcome is unknown: which request at
+        Dfns is this one, or submit again. Answers what the workflow did with it."""
+        self._resolution, self._resolution_answer = resolution, None
+        await workflow.wait_condition(lambda: self._resolution_answer is not None)
+        assert self._resolution_answer is not None
+        return self._resolution_answer
+
+    @resolve_submit.validator
+    def _validate_resolution(self, resolution: SubmitResolution) -> None:
+        del resolution
+        if self._submit_unknown is None:
+            raise ValueError("this workflow is not waiting for its submit to be resolved")
+
     @workflow.query(name=ids.QUERY_STATE)
     def state(self) -> SignatureProgress:
         """Where the request stands: status, approval, time in status, polls made."""
@@ -134,6 +153,7 @@ class SignatureWorkflow:
             ),
             deadline_passed=st.deadline_passed,
             cancel_requested=st.cancel_requested,
+            submit_unknown=self._submit_unknown,
         )
 
     # --- run ------------------------------------------------------------------------------
@@ -166,27 +186,99 @@ class SignatureWorkflow:
             st.deadline_passed = True
             self._notes.append("the deadline had passed before submission: nothing was sent")
             return False
-        try:
-            view = await self._call(
-                api.SUBMIT, SubmitInput(target=self._input.target, request=self._request)
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable:
-                self._upsert(ids.SA_STATUS.value_set("Refused"))
-                self._flush()
-                raise ApplicationError(
-                    f"Dfns refused the signature request: {cause.message}",
-                    type=cause.type or ids.ERR_INVALID_REQUEST,
-                    non_retryable=True,
-                ) from err
-            raise
+        while True:
+            try:
+                view = await self._call(
+                    api.SUBMIT, SubmitInput(target=self._input.target, request=self._request)
+                )
+                break
+            except ActivityError as err:
+                cause = err.cause
+                if isinstance(cause, ApplicationError) and cause.type == ids.ERR_SUBMIT_UNKNOWN:
+                    adopted = await self._resolve_unknown_submit(cause.message)
+                    if adopted is False:
+                        return False
+                    if adopted is True:
+                        return True
+                    continue
+                if isinstance(cause, ApplicationError) and cause.non_retryable:
+                    self._upsert(ids.SA_STATUS.value_set("Refused"))
+                    self._flush()
+                    raise ApplicationError(
+                        f"Dfns refused the signature request: {cause.message}",
+                        type=cause.type or ids.ERR_INVALID_REQUEST,
+                        non_retryable=True,
+                    ) from err
+                raise
         self._record(view)
         workflow.logger.info(
             "workflow.signature_submitted",
             extra={"signature_id": view.id, "status": str(view.status)},
         )
         return True
+
+    async def _resolve_unknown_submit(self, why: str) -> bool | None:
+        """Wait for the caller to resolve a submit whose outcome is unknown.
+
+        Returns True when a request at Dfns was adopted, None to submit again, False when
+        the deadline passed or the workflow was cancelled first (nothing more is sent).
+        """
+        tracker = self._tracker
+        self._submit_unknown = why
+        self._resolution = None
+        self._upsert(ids.SA_STATUS.value_set("SubmitUnknown"))
+        workflow.logger.warning("signature.submit_unknown", extra={"error": why})
+        while True:
+            self._flush()
+            deadline = self._input.deadline
+            timeout = None if deadline is None else max(deadline - workflow.now(), timedelta(0))
+            try:
+                await workflow.wait_condition(lambda: self._resolution is not None, timeout=timeout)
+            except TimeoutError:
+                tracker.state.deadline_passed = True
+            except asyncio.CancelledError:
+                tracker.state.cancel_requested = True
+            if self._resolution is None:
+                self._notes.append(
+                    f"the submit's outcome is unknown ({why}); a request for this hash may "
+                    "exist at Dfns"
+                )
+                return False
+            resolution, self._resolution = self._resolution, None
+            if resolution.signature_id is None:
+                self._submit_unknown = None
+                self._resolution_answer = "resubmitting"
+                self._upsert(ids.SA_STATUS.value_set("Submitting"))
+                return None
+            problem = await self._adopt(resolution.signature_id)
+            if problem is None:
+                self._submit_unknown = None
+                self._resolution_answer = f"adopted {resolution.signature_id}"
+                return True
+            self._resolution_answer = (
+                f"{resolution.signature_id} could not be read ({problem}); still waiting"
+            )
+
+    async def _adopt(self, signature_id: str) -> str | None:
+        """Take the request the caller named as this workflow's; why not, if it cannot be read."""
+        try:
+            read = await self._call(
+                api.READ_AND_VERIFY,
+                ReadAndVerifyInput(
+                    target=self._input.target, signature_id=signature_id, request=self._request
+                ),
+            )
+        except ActivityError as err:
+            problem = str(err.cause or err)
+            workflow.logger.warning(
+                "signature.adopt_failed", extra={"signature_id": signature_id, "error": problem}
+            )
+            return problem
+        self._record(read.view)
+        if read.verification is not None:
+            self._tracker.record_verification(read.verification, read.view)
+        self._notes.append(f"request {signature_id} adopted on the caller's word")
+        return None
 
     async def _wait_until_settled(self) -> None:
         """Wait for hints and poll, until the request settles or the engine stops it."""

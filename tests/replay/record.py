@@ -43,6 +43,7 @@ from signgate.contracts import (
 from signgate.dfns.models import SignatureStatus
 from signgate.dfns.requests import HashRequest
 from signgate.ids import child_signature_workflow_id
+from tests.support.eventually import eventually
 from tests.support.receiver import CallbackReceiver
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import start_time_skipping
@@ -64,12 +65,11 @@ def _input(target: SigningTarget, **overrides: Any) -> SignatureWorkflowInput:
 
 async def _approval_id(client: Client, workflow_id: str) -> str:
     handle = client.get_workflow_handle_for(SignatureWorkflow.run, workflow_id)
-    for _ in range(500):
-        progress = await handle.query(SignatureWorkflow.state)
-        if progress.approval_id is not None:
-            return progress.approval_id
-        await asyncio.sleep(0.02)
-    raise RuntimeError("no approval id")
+
+    async def approval_id() -> str | None:
+        return (await handle.query(SignatureWorkflow.state)).approval_id
+
+    return await eventually(approval_id, what=f"{workflow_id} knows its approval")
 
 
 async def signed_after_polling(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
@@ -110,18 +110,28 @@ async def _decided(
     return handle, approval
 
 
-async def _signed_event(handle: WorkflowHandle[Any, Any]) -> StatusEvent:
+async def _signed_event(
+    handle: WorkflowHandle[Any, Any], sb: EngineSandbox, target: SigningTarget
+) -> StatusEvent:
     """The ``Signed`` status event of the handle's request, once the sandbox has signed it."""
-    await asyncio.sleep(1.5)  # the sandbox's executing delay, in real (locked) time
     progress = await handle.query(SignatureWorkflow.state)
-    assert progress.signature_id is not None
-    return StatusEvent(signature_id=progress.signature_id, status=SignatureStatus.SIGNED)
+    signature_id = progress.signature_id
+    assert signature_id is not None
+
+    async def signed() -> bool:
+        async with httpx.AsyncClient(base_url=sb.base_url, timeout=10) as http:
+            view = await sb.dfns_client("engine", http).fetch(target, signature_id)
+        return view.status is SignatureStatus.SIGNED
+
+    await eventually(signed, what=f"the sandbox signed {signature_id}")
+    return StatusEvent(signature_id=signature_id, status=SignatureStatus.SIGNED)
 
 
 async def signed_by_status_event(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     polling = PollingPolicy(initial_interval=timedelta(hours=1))
-    handle, _ = await _decided(client, sb, tq, wid, sb.target("wallet", "evm-gated"), polling)
-    event = await _signed_event(handle)
+    target = sb.target("wallet", "evm-gated")
+    handle, _ = await _decided(client, sb, tq, wid, target, polling)
+    event = await _signed_event(handle, sb, target)
     await handle.execute_update(SignatureWorkflow.report_status_event, event)
     # The duplicate, as a webhook retry would send it. The update's own workflow task can
     # finish the run first; then there is nothing to ignore.
@@ -152,8 +162,9 @@ async def _resolved_approval_event(sb: EngineSandbox, approval_id: str) -> Appro
 async def signed_by_webhook_status(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     """The status event alone: read, verified and the approval read in one workflow task."""
     polling = PollingPolicy(initial_interval=timedelta(hours=1))
-    handle, _ = await _decided(client, sb, tq, wid, sb.target("key", "evm-gated"), polling)
-    await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle))
+    target = sb.target("key", "evm-gated")
+    handle, _ = await _decided(client, sb, tq, wid, target, polling)
+    await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle, sb, target))
     await handle.result()
 
 
@@ -165,7 +176,7 @@ async def signed_after_approval_event(client: Client, sb: EngineSandbox, tq: str
     await handle.signal(
         SignatureWorkflow.approval_event, await _resolved_approval_event(sb, approval)
     )
-    await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle))
+    await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle, sb, target))
     await handle.result()
 
 

@@ -37,6 +37,15 @@ from signgate.dfns.models import Signature, SignatureRequestView, SignatureStatu
 S = SignatureStatus
 
 
+def unknown_submit() -> ApplicationError:
+    """The error a legacy submit whose outcome is unknown raises."""
+    return ApplicationError(
+        "submit to public-key pk-fake: Dfns answered 504; not retried",
+        type=ids.ERR_SUBMIT_UNKNOWN,
+        non_retryable=True,
+    )
+
+
 @dataclass
 class _Request:
     id: str
@@ -54,6 +63,9 @@ class FakeDfns:
     approval_expired: bool = False
     verdict: Literal["verified", "unverifiable", "invalid"] = "verified"
     submit_error: ApplicationError | None = None
+    """Raised by the next submit (once)."""
+    lose_submit_answer: bool = False
+    """The next submit creates the request, then fails as if its answer was lost (once)."""
     failing_fetches: int = 0
     deny_succeeds: bool = True
     fetch_status_override: SignatureStatus | None = None
@@ -112,14 +124,22 @@ class FakeDfns:
     async def submit(self, input: SubmitInput) -> SignatureRequestView:
         self.submits += 1
         if self.submit_error is not None:
-            raise self.submit_error
+            error, self.submit_error = self.submit_error, None
+            raise error
         key = input.request.external_id or f"anon-{self.submits}"
         req = self._requests.get(key)
         if req is None:
             self.created += 1
             req = _Request(f"sig-fake-{self.created}", input.request.external_id, self._now())
             self._requests[key] = req
+        if self.lose_submit_answer:
+            self.lose_submit_answer = False
+            raise unknown_submit()
         return self._view(req, self._status(req, self._now()))
+
+    def request_ids(self) -> list[str]:
+        """Ids of every request the fake holds, oldest first."""
+        return [req.id for req in self._requests.values()]
 
     def _by_id(self, signature_id: str) -> _Request:
         for req in self._requests.values():

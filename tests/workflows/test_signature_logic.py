@@ -8,9 +8,8 @@ paths against real HTTP and real signatures.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -36,12 +35,15 @@ from signgate.contracts import (
     LedgerDelivery,
     PollingPolicy,
     SignatureOutcome,
+    SignatureProgress,
     SignatureWorkflowInput,
     SigningTarget,
     StatusEvent,
+    SubmitResolution,
 )
 from signgate.dfns.requests import HashRequest, MessageRequest, TransactionRequest
-from tests.workflows.fakes import FakeDfns, S
+from tests.support.eventually import eventually
+from tests.workflows.fakes import FakeDfns, S, unknown_submit
 from workflows.signature import SignatureWorkflow
 
 HASH = "ab" * 32
@@ -74,13 +76,27 @@ async def _running(
 
 
 async def _submitted(handle: Handle) -> str:
-    """Wait (real time, a few ms) until the workflow knows its signature id."""
-    for _ in range(200):
-        progress = await handle.query(SignatureWorkflow.state)
-        if progress.signature_id is not None:
-            return progress.signature_id
-        await asyncio.sleep(0.01)
-    raise AssertionError("the workflow never submitted")
+    """Wait until the workflow knows its signature id."""
+
+    async def signature_id() -> str | None:
+        return (await handle.query(SignatureWorkflow.state)).signature_id
+
+    return await eventually(signature_id, what="the workflow submitted")
+
+
+async def _state_if(
+    handle: Handle, condition: Callable[[SignatureProgress], bool]
+) -> SignatureProgress | None:
+    """The workflow's state when ``condition`` holds for it, else ``None``."""
+    progress = await handle.query(SignatureWorkflow.state)
+    return progress if condition(progress) else None
+
+
+async def _waiting_for_resolution(handle: Handle) -> str:
+    async def why() -> str | None:
+        return (await handle.query(SignatureWorkflow.state)).submit_unknown
+
+    return await eventually(why, what="the workflow waits for its submit to be resolved")
 
 
 def _gaps(fake: FakeDfns) -> list[float]:
@@ -148,11 +164,9 @@ async def test_stale_and_duplicate_events_are_ignored(
         await handle.signal(
             SignatureWorkflow.status_event, StatusEvent(signature_id=sid, status=S.EXECUTING)
         )
-        for _ in range(200):
-            progress = await handle.query(SignatureWorkflow.state)
-            if progress.events_ignored == 3:
-                break
-            await asyncio.sleep(0.01)
+        progress = await eventually(
+            lambda: _state_if(handle, lambda p: p.events_ignored == 3), what="3 events ignored"
+        )
         assert progress.status is S.EXECUTING
         outcome = await handle.result()
         final = await handle.query(SignatureWorkflow.state)
@@ -282,10 +296,9 @@ async def test_cancel_while_executing_is_reported_as_signed(
         await handle.execute_update(
             SignatureWorkflow.report_status_event, StatusEvent(signature_id=sid, status=S.EXECUTING)
         )
-        for _ in range(200):
-            if (await handle.query(SignatureWorkflow.state)).status is S.EXECUTING:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(
+            lambda: _state_if(handle, lambda p: p.status is S.EXECUTING), what="Executing"
+        )
         await handle.cancel()
         outcome = await handle.result()
     assert outcome.kind == "signed"
@@ -462,11 +475,9 @@ async def test_approval_events_record_decisions_and_bring_the_next_poll_forward(
             SignatureWorkflow.approval_event,
             ApprovalEvent(approval_id="ap-other", status="Denied"),
         )
-        for _ in range(200):
-            progress = await handle.query(SignatureWorkflow.state)
-            if progress.approval is not None:
-                break
-            await asyncio.sleep(0.01)
+        progress = await eventually(
+            lambda: _state_if(handle, lambda p: p.approval is not None), what="approval merged"
+        )
         # Backed off by now: without news the next poll is hours away.
         await ts_env.sleep(timedelta(hours=10, minutes=5))
         before = await handle.query(SignatureWorkflow.state)
@@ -593,3 +604,73 @@ def test_inputs_that_cannot_be_sent_are_refused_by_the_caller() -> None:
         SignatureWorkflowInput.model_validate(
             {"target": key, "request": HashRequest(hash=HASH), "wait_for_confirm": True}
         )
+
+
+LEGACY = SigningTarget(kind="public-key", id="pk-fake")
+
+
+async def _resolve(handle: Handle, resolution: SubmitResolution) -> str:
+    answer: str = await handle.execute_update(
+        ids.UPDATE_RESOLVE_SUBMIT, resolution, result_type=str
+    )
+    return answer
+
+
+async def test_an_unknown_legacy_submit_waits_for_the_caller_to_resubmit(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(approval=False, submit_error=unknown_submit())
+    async with _running(ts_env, task_queue, fake, _input(target=LEGACY)) as handle:
+        why = await _waiting_for_resolution(handle)
+        assert "504" in why and fake.submits == 1
+        ack = await _resolve(handle, SubmitResolution(resubmit=True))
+        outcome = await handle.result()
+    assert ack == "resubmitting"
+    assert outcome.kind == "signed" and (fake.submits, fake.created) == (2, 1)
+
+
+async def test_an_unknown_legacy_submit_adopts_the_request_the_caller_names(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(approval=False, lose_submit_answer=True)
+    async with _running(ts_env, task_queue, fake, _input(target=LEGACY)) as handle:
+        await _waiting_for_resolution(handle)
+        [existing] = fake.request_ids()
+        wrong = await _resolve(handle, SubmitResolution(signature_id="sig-nope"))
+        assert "could not be read" in wrong and "still waiting" in wrong
+        right = await _resolve(handle, SubmitResolution(signature_id=existing))
+        outcome = await handle.result()
+    assert right == f"adopted {existing}"
+    assert outcome.kind == "signed" and outcome.signature_id == existing
+    assert (fake.submits, fake.created) == (1, 1), "no second request"
+    assert any("adopted" in note for note in outcome.notes)
+
+
+async def test_a_cancel_while_the_submit_is_unknown_sends_nothing_more(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(lose_submit_answer=True)
+    async with _running(ts_env, task_queue, fake, _input(target=LEGACY)) as handle:
+        await _waiting_for_resolution(handle)
+        await handle.cancel()
+        outcome = await handle.result()
+    assert outcome.kind == "cancelled" and fake.submits == 1
+    assert any("may exist at Dfns" in note for note in outcome.notes)
+
+
+async def test_resolving_a_submit_that_is_not_unknown_is_refused(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(steps=[(timedelta(hours=1), S.SIGNED)])
+    async with _running(ts_env, task_queue, fake, _input()) as handle:
+        await _submitted(handle)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await _resolve(handle, SubmitResolution(resubmit=True))
+        await handle.result()
+
+
+def test_a_resolution_names_exactly_one_thing() -> None:
+    with pytest.raises(ValidationError, match="either signature_id"):
+        SubmitResolution()
+    with pytest.raises(ValidationError, match="either signature_id"):
+        SubmitResolution(signature_id="sig-1", resubmit=True)

@@ -8,7 +8,6 @@ signatures and their verification are all real.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +32,7 @@ from signgate.contracts import (
     SigningTarget,
 )
 from signgate.dfns.requests import HashRequest, TransactionRequest
+from tests.support.eventually import eventually
 from tests.support.sandbox import EngineSandbox
 from tests.workflows.fakes import S
 from worker import engine_activities
@@ -107,12 +107,11 @@ async def engine(
 
 
 async def _progress(handle: Handle, done: Any) -> Any:
-    for _ in range(300):
+    async def reached() -> Any:
         progress = await handle.query(SignatureWorkflow.state)
-        if done(progress):
-            return progress
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"workflow never reached the expected state: {progress}")
+        return progress if done(progress) else None
+
+    return await eventually(reached, what=f"{handle.id} reached the expected state")
 
 
 async def _pending_approval(handle: Handle) -> str:
@@ -248,15 +247,9 @@ async def test_429_and_5xx_are_retried_without_doubling(
 ) -> None:
     await sandbox.set_faults(rate429=1.0)
     handle = await engine.start(engine.input(sandbox.target("key", "evm-auto")))
-    for _ in range(400):
-        if 429 in engine.responses:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: 429 in engine.responses, what="a 429 answered")
     await sandbox.set_faults(rate429=0.0, errorRate=1.0, errorStatus=503)
-    for _ in range(600):
-        if 503 in engine.responses:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: 503 in engine.responses, what="a 503 answered")
     await sandbox.set_faults(errorRate=0.0)
     outcome = await handle.result()
     assert 429 in engine.responses and 503 in engine.responses
@@ -311,9 +304,7 @@ async def test_a_5xx_storm_longer_than_any_retry_policy_never_decides_an_outcome
     assert all(status == 504 for status in engine.responses) and len(engine.responses) > 20
     await sandbox.set_faults(errorRate=0.0)
     await engine.env.sleep(timedelta(minutes=2))  # past the submits' retry backoff
-    approvals = {
-        name: await _pending_approval(handles[name]) for name in plans if name != "auto"
-    }
+    approvals = {name: await _pending_approval(handles[name]) for name in plans if name != "auto"}
     await sandbox.decide(approvals["approved"], "alice", "bob")
     await sandbox.decide(approvals["denied"], "bob", value="Denied")
 
@@ -353,9 +344,7 @@ async def test_a_denial_whose_answer_was_lost_is_still_the_engines(
     the approval already Denied, by the engine itself, and the outcome is still the
     deadline's, not a rejection by someone else."""
     deadline = await engine.env.get_current_time() + timedelta(hours=1)
-    handle = await engine.start(
-        engine.input(sandbox.target("key", "evm-gated"), deadline=deadline)
-    )
+    handle = await engine.start(engine.input(sandbox.target("key", "evm-gated"), deadline=deadline))
     await _pending_approval(handle)
     await sandbox.set_faults(dropAfterCommit=1, dropPathPrefix="/v2/policy-approvals")
     outcome = await handle.result()

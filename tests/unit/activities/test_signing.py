@@ -165,6 +165,7 @@ async def test_a_legacy_submit_with_an_unknown_outcome_is_not_retried() -> None:
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(SigningActivities(dfns).submit, legacy)
     assert caught.value.non_retryable and "no idempotency key" in caught.value.message
+    assert caught.value.type == ids.ERR_SUBMIT_UNKNOWN
 
     def limited(request: httpx.Request) -> httpx.Response | None:
         if request.method == "POST":
