@@ -606,7 +606,8 @@ class DevStack:
 
         def waiting(line: str) -> None:
             nonlocal waited
-            self._say(("" if waited else "\n") + f"    {line}")
+            # The first continues the "webhook" line; the next ones line up under it.
+            self._say(line if not waited else " " * 12 + line)
             waited = True
 
         verdict = asyncio.run(
