@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -48,7 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from signgate import argtypes
 from signgate.commands.common import (
@@ -64,6 +65,9 @@ from signgate.commands.common import (
 from signgate.ids import SEARCH_ATTRIBUTES
 from signgate.settings import Settings
 from signgate.startup import DEFAULT_STARTUP_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from signgate.dfns.client import DfnsClient
 
 __all__ = ["DevOptions", "DevStack", "add_dev_command", "find_temporal"]
 
@@ -878,7 +882,48 @@ async def _ensure_webhook(
             )
         except (DfnsError, SecretFileError) as exc:
             raise CommandError(f"registering the webhook at the sandbox failed: {exc}", 1) from None
-        return f"registered {made.webhook_id} for {url}"
+        try:
+            dropped = await _drop_leftovers(dfns, url, made.webhook_id, budget=budget, say=say)
+        except DfnsError as exc:
+            raise CommandError(f"listing the sandbox's webhooks failed: {exc}", 1) from None
+        leftovers = f" (deleted {dropped} left over for it)" if dropped else ""
+        return f"registered {made.webhook_id} for {url}{leftovers}"
+
+
+async def _drop_leftovers(
+    dfns: DfnsClient, url: str, keep: str, *, budget: float, say: Callable[[str], None] | None
+) -> int:
+    """Delete every webhook at ``url`` but ``keep``; how many there were.
+
+    A creation retried after its answer was lost leaves a webhook whose secret nobody holds
+    (its events would all be refused). The stack's receiver URL is its own, so any other
+    webhook there is such a leftover, or one a previous registration did not clean up.
+    """
+    from signgate.dfns.errors import DfnsNotFoundError
+    from signgate.startup import retry_startup
+
+    stale: list[str] = []
+    token: str | None = None
+    while True:
+        page = await retry_startup(
+            functools.partial(dfns.list_webhooks, limit=100, pagination_token=token),
+            what="the list of the sandbox's webhooks",
+            budget=budget,
+            say=say,
+        )
+        stale += [hook.id for hook in page.items if hook.url == url and hook.id != keep]
+        token = page.next_page_token
+        if not token:
+            break
+    for webhook_id in stale:
+        with contextlib.suppress(DfnsNotFoundError):
+            await retry_startup(
+                functools.partial(dfns.delete_webhook, webhook_id),
+                what=f"the deletion of the leftover webhook {webhook_id}",
+                budget=budget,
+                say=say,
+            )
+    return len(stale)
 
 
 # --- the command ------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 
-from signgate.commands.common import pid_alive
+from signgate.commands.common import SandboxCredentials, pid_alive
+from signgate.dfns.client import DfnsClient
 from signgate.webhook.secrets import read_secret_file
 from tests.cli.support import HASH, DevProcess, cli, hermetic_env
 from tests.support.eventually import eventually_sync
@@ -85,6 +86,36 @@ def _start(process: DevProcess) -> BaseException | DevProcess:
         return process.start(timeout=180)
     except BaseException as exc:  # reported by the test thread
         return exc
+
+
+async def _webhook_urls(state_dir: Path) -> list[str]:
+    creds = SandboxCredentials.load(state_dir / "sandbox-credentials.json")
+    engine = creds.identity(creds.initiator)
+    async with httpx.AsyncClient(base_url=creds.base_url, timeout=30) as http:
+        page = await DfnsClient(http, auth_token=engine.auth_token).list_webhooks(limit=100)
+    return sorted(hook.url for hook in page.items)
+
+
+async def test_a_registration_whose_answer_was_lost_leaves_one_webhook(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    flags = _fixed_ports()
+    first = DevProcess(state_dir, *flags).start()
+    # The next write commits at the sandbox, then its connection drops: the answer, with the
+    # only copy of the new webhook's secret, is lost and the creation is retried.
+    _faults(first.info().sandbox_url, {"dropAfterCommit": 1})
+    first.stop()
+    moved = [flag for flag in flags if not flag.startswith("--webhook-port=")]
+    moved.append(f"--webhook-port={free_port()}")  # a new URL: dev registers again
+
+    again = DevProcess(state_dir, *moved).start()
+    url = again.info().webhook_url
+    output = again.output()
+    assert "waiting for the webhook registration at " in output
+    assert f"for {url} (deleted 1 left over for it)" in output
+    assert await _webhook_urls(state_dir) == [url]
+    signed = cli(state_dir, "sign", "--key", "evm-ops", "--hash", HASH, "--follow", "--json")
+    assert signed.code == 0, signed
+    again.stop()
 
 
 def test_the_start_up_budget_ends_with_a_message_naming_the_call(tmp_path: Path) -> None:
