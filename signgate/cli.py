@@ -18,7 +18,12 @@ from signgate import __version__
 from signgate.commands.approve import add_approve_command
 from signgate.commands.common import CommandError
 from signgate.commands.dev import add_dev_command
-from signgate.commands.inspect import add_cancel_command, add_list_command, add_status_command
+from signgate.commands.inspect import (
+    add_cancel_command,
+    add_list_command,
+    add_resolve_command,
+    add_status_command,
+)
 from signgate.commands.sandbox import add_sandbox_command
 from signgate.commands.sign import add_sign_command
 from signgate.commands.webhook import add_webhook_commands
@@ -33,6 +38,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_list_command,
     add_approve_command,
     add_cancel_command,
+    add_resolve_command,
     add_webhook_commands,
 ]
 

@@ -28,7 +28,7 @@ from signgate.commands.progress import (
     outcome_lines,
     snapshot,
 )
-from signgate.contracts import PayoutOutcome, SignatureOutcome
+from signgate.contracts import PayoutOutcome, SignatureOutcome, SubmitResolution
 
 __all__ = ["STATUSES", "add_cancel_command", "add_list_command", "add_status_command"]
 
@@ -122,6 +122,32 @@ def add_cancel_command(subparsers: Any) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_common_options(parser)
     parser.set_defaults(handler=_sync(_cancel))
+
+
+def add_resolve_command(subparsers: Any) -> None:
+    """``signgate resolve ID (--signature-id SIG | --resubmit)``."""
+    parser = subparsers.add_parser(
+        "resolve",
+        help="settle a legacy submit whose outcome is unknown (status SubmitUnknown)",
+        description=(
+            "A submit to a legacy public key that may or may not have reached Dfns is not "
+            "retried (legacy public keys have no idempotency key): the workflow waits with "
+            "status SubmitUnknown. Look for a request for the same hash at Dfns, then either "
+            "name it (--signature-id) so the workflow adopts it, or --resubmit when there is "
+            "none."
+        ),
+    )
+    parser.add_argument("workflow_id", metavar="ID", help="the workflow id (business key)")
+    choice = parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument(
+        "--signature-id", metavar="SIG", help="the request at Dfns that this submit made"
+    )
+    choice.add_argument(
+        "--resubmit", action="store_true", help="no request exists at Dfns: submit again"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_common_options(parser, credentials=False)
+    parser.set_defaults(handler=_sync(_resolve))
 
 
 def _limit(text: str) -> int:
@@ -291,6 +317,28 @@ async def _list(args: argparse.Namespace) -> int:
             for r in rows
         ],
     )
+    return 0
+
+
+# --- resolve ----------------------------------------------------------------------------------
+
+
+async def _resolve(args: argparse.Namespace) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    resolution = SubmitResolution(signature_id=args.signature_id, resubmit=args.resubmit)
+    client = await connect_temporal(args.state_dir)
+    handle, desc = await _describe(client, args.workflow_id)
+    try:
+        answer = await handle.execute_update(ids.UPDATE_RESOLVE_SUBMIT, resolution, result_type=str)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        why = getattr(cause, "message", None) or str(cause or exc)
+        raise CommandError(f"{desc.id}: {why}", code=1) from None
+    if args.json:
+        print(json.dumps({"event": "resolved", "workflowId": desc.id, "answer": answer}))
+    else:
+        print(f"{desc.id}: {answer}", flush=True)
     return 0
 
 
