@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.cli.support import STARTED, DevProcess, all_gone
+from tests.cli.support import STARTED, DevProcess, assert_gone
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevProcess]:
         yield running
     finally:
         running.stop()
-        assert all_gone(pids) == []
+        assert_gone(pids)
 
 
 @pytest.fixture

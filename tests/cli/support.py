@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from signgate.commands.common import StackInfo, pid_alive
+from tests.support.eventually import DEFAULT_WITHIN, eventually_sync
 
 HASH = "0x" + "ab" * 32
 """Any 32-byte hash: the tests never care what is signed, only that it is."""
@@ -54,14 +53,6 @@ def cli(state_dir: Path, *args: str, timeout: float = 60.0, cwd: Path | None = N
         check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
-
-
-def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -166,11 +157,10 @@ class DevProcess:
                 self.process.wait()
 
 
-def all_gone(pids: Sequence[int], within: float = 15.0) -> list[int]:
-    """The pids still alive after waiting up to ``within`` seconds (empty when all exited)."""
-    deadline = time.monotonic() + within
-    left = [pid for pid in pids if pid_alive(pid)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)
-        left = [pid for pid in pids if pid_alive(pid)]
-    return left
+def assert_gone(pids: Sequence[int], within: float = DEFAULT_WITHIN) -> None:
+    """Wait until every pid has exited; fail naming the ones still alive."""
+
+    def alive() -> list[int]:
+        return [pid for pid in pids if pid_alive(pid)]
+
+    eventually_sync(lambda: not alive(), within=within, what=f"{list(pids)} exited")

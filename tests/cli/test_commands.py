@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from activities.payout import serialize_eip1559
 from signgate.contracts import BuildTransferInput, PayoutInput, SigningTarget
 from signgate.ids import PAYOUT_WORKFLOW
 from tests.cli.support import HASH, Result, cli, hermetic_env
-from tests.support.receiver import CallbackReceiver
+from tests.support.credentials import Credentials
+from tests.support.eventually import GiveUp, eventually_sync
+from tests.support.recorder import HttpRecorder
 
 
 def _id(prefix: str) -> str:
@@ -32,24 +33,20 @@ def _status(state_dir: Path, workflow_id: str) -> dict[str, Any]:
     return data
 
 
-def _until_closed(state_dir: Path, workflow_id: str, within: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+def _until_closed(state_dir: Path, workflow_id: str) -> dict[str, Any]:
+    def closed() -> dict[str, Any] | None:
         data = _status(state_dir, workflow_id)
-        if data["execution"] != "RUNNING":
-            return data
-        assert time.monotonic() < deadline, data
-        time.sleep(0.3)
+        return data if data["execution"] != "RUNNING" else None
+
+    return eventually_sync(closed, interval=0.3, what=f"{workflow_id} closed")
 
 
-def _approval_id(state_dir: Path, workflow_id: str, within: float = 20.0) -> str:
-    deadline = time.monotonic() + within
-    while True:
+def _approval_id(state_dir: Path, workflow_id: str) -> str:
+    def approval_id() -> str | None:
         progress = _status(state_dir, workflow_id).get("progress") or {}
-        if progress.get("approvalId"):
-            return str(progress["approvalId"])
-        assert time.monotonic() < deadline, progress
-        time.sleep(0.2)
+        return str(progress["approvalId"]) if progress.get("approvalId") else None
+
+    return eventually_sync(approval_id, interval=0.2, what=f"an approval id for {workflow_id}")
 
 
 class Following:
@@ -72,12 +69,15 @@ class Following:
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
-    def wait_for(self, text: str, within: float = 20.0) -> None:
-        deadline = time.monotonic() + within
-        while not any(text in line for line in self.lines):
-            assert self.process.poll() is None or self._thread.is_alive(), self.lines
-            assert time.monotonic() < deadline, f"{text!r} not in {self.lines}"
-            time.sleep(0.05)
+    def wait_for(self, text: str) -> None:
+        def printed() -> bool:
+            if any(text in line for line in self.lines):
+                return True
+            if self.process.poll() is not None and not self._thread.is_alive():
+                raise GiveUp(f"exited without printing {text!r}: {self.lines}")
+            return False
+
+        eventually_sync(printed, what=f"{text!r} printed")
 
     def finish(self, timeout: float = 60.0) -> Result:
         code = self.process.wait(timeout)
@@ -281,16 +281,13 @@ def test_same_request_id_attaches(state_dir: Path) -> None:
 def test_callback_is_delivered_signed(state_dir: Path) -> None:
     secret = (state_dir / "callback-secret").read_text().strip().encode()
     request_id = _id("callback")
-    with CallbackReceiver() as receiver:
+    with HttpRecorder() as receiver:
         result = cli(
             state_dir, "sign", "--key", "evm-ops", "--hash", HASH, "--callback",
             receiver.url("/hook"), "--request-id", request_id, "--follow",
         )  # fmt: skip
         assert result.code == 0, result
-        deadline = time.monotonic() + 20
-        while not receiver.accepted():
-            assert time.monotonic() < deadline, receiver.received
-            time.sleep(0.1)
+        eventually_sync(receiver.accepted, what="the callback accepted")
     delivery = receiver.accepted()[0]
     assert delivery.path == "/hook"
     verify_callback_signature(secret, delivery.headers.get(SIGNATURE_HEADER), delivery.body)
@@ -305,15 +302,15 @@ def test_list_filters_by_status(state_dir: Path) -> None:
     assert cli(state_dir, "sign", "--key", "evm-treasury", "--hash", HASH, "--request-id",
                waiting).code == 0  # fmt: skip
     _approval_id(state_dir, waiting)
+
     # Visibility is eventually consistent: the upserted status shows up shortly.
-    deadline = time.monotonic() + 15
-    while True:
+    def listed() -> Result | None:
         pending = cli(state_dir, "list", "--status", "pending", "--json")
         rows = json.loads(pending.out)["workflows"]
-        if any(r["workflowId"] == waiting for r in rows):
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.3)
+        return pending if any(r["workflowId"] == waiting for r in rows) else None
+
+    pending = eventually_sync(listed, interval=0.3, what=f"{waiting} listed as pending")
+    rows = json.loads(pending.out)["workflows"]
     assert json.loads(pending.out)["query"].endswith("SignGateStatus = 'Pending'")
     assert all(r["status"] == "Pending" for r in rows)
     table = cli(state_dir, "list")
@@ -342,13 +339,12 @@ def test_unknown_ids(state_dir: Path) -> None:
 
 
 async def test_payout_status_and_approval_by_payout_id(state_dir: Path, temporal: Client) -> None:
-    creds = json.loads((state_dir / "sandbox-credentials.json").read_text())
-    wallet = creds["keys"]["evm-treasury"]["wallets"][0]
+    wallet_id = Credentials.load(state_dir / "sandbox-credentials.json").wallet_id("evm-treasury")
     payout_id = _id("payout")
     await temporal.start_workflow(
         PAYOUT_WORKFLOW,
         PayoutInput(
-            source=SigningTarget(kind="wallet", id=wallet["id"]),
+            source=SigningTarget(kind="wallet", id=wallet_id),
             transfer=BuildTransferInput(
                 chain_id=11155111,
                 nonce=3,

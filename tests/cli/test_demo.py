@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.support import all_gone, hermetic_env, processes_mentioning
+from tests.cli.support import assert_gone, hermetic_env, processes_mentioning
 
 
 def test_demo_runs_four_payouts_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -51,5 +51,5 @@ def test_demo_runs_four_payouts_and_leaves_nothing_behind(tmp_path: Path) -> Non
         "deadline": "expired",
     }
     assert sorted(record["processes"]) == ["sandbox", "temporal", "webhook", "worker"]
-    assert all_gone(list(record["processes"].values())) == []
+    assert_gone(list(record["processes"].values()))
     assert processes_mentioning(str(state)) == []

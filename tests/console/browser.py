@@ -24,9 +24,10 @@ import json
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
+
+from tests.support.eventually import GiveUp, eventually, eventually_sync
 
 CHROMIUM = Path(os.environ.get("SIGNGATE_CHROMIUM", "/usr/bin/chromium"))
 HOW_TO_ENABLE = (
@@ -91,13 +92,14 @@ def _spawn(profile_dir: Path) -> tuple[int, int, int]:
 
 def _end_and_reap(pid: int, grace: float) -> None:
     """Give the browser ``grace`` seconds to exit, end its process group, reap it."""
-    deadline = time.monotonic() + grace
     # WNOWAIT: the exited browser stays a zombie, so its pid (the group's id) cannot be
-    # reused before the group kill below.
-    while time.monotonic() < deadline:
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            break
-        time.sleep(0.05)
+    # reused before the group kill below. Past the grace it is killed, exited or not.
+    with contextlib.suppress(AssertionError):
+        eventually_sync(
+            lambda: os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None,
+            within=grace,
+            what="the browser to exit",
+        )
     # Helpers (zygote, renderers) share the browser's process group; none may outlive it.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
@@ -173,12 +175,26 @@ class Browser:
             try:
                 data = data[os.write(self._write_fd, data) :]
             except BlockingIOError:
-                await asyncio.sleep(0.01)
+                await self._writable()
         answer = await asyncio.wait_for(future, timeout=30)
         if "error" in answer:
             raise BrowserError(f"{method}: {answer['error']}")
         result: dict[str, Any] = answer.get("result", {})
         return result
+
+    async def _writable(self) -> None:
+        """Until the DevTools pipe can take more bytes (the browser reads slowly)."""
+        ready: asyncio.Future[None] = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self._write_fd, wake)
+        try:
+            await ready
+        finally:
+            self._loop.remove_writer(self._write_fd)
 
     def _on_readable(self) -> None:
         try:
@@ -239,16 +255,15 @@ class Browser:
             raise BrowserError(f"{expression!r} threw: {answer['exceptionDetails']}")
         return answer.get("result", {}).get("value")
 
-    async def wait_for(self, expression: str, *, what: str, seconds: float = 20.0) -> Any:
+    async def wait_for(self, expression: str, *, what: str) -> Any:
         """Poll until ``expression`` is truthy; its value. Raises naming ``what`` otherwise."""
-        deadline = time.monotonic() + seconds
-        while True:
-            value = await self.evaluate(expression)
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise BrowserError(f"waited {seconds:.0f} s for {what}")
-            await asyncio.sleep(0.1)
+
+        async def value() -> Any:
+            if self._closed:
+                raise GiveUp(f"the browser closed while waiting for {what}")
+            return await self.evaluate(expression)
+
+        return await eventually(value, interval=0.1, what=what)
 
     async def text(self, selector: str) -> str:
         """The rendered text of the first element matching ``selector`` ("" if none)."""

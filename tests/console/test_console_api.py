@@ -148,7 +148,7 @@ def test_users_lists_who_may_decide_without_secrets(dfns: Dfns) -> None:
     assert body["org"]["name"] == "sandbox tests"
     for name in users:
         identity = dfns.identity(name)
-        assert identity.token not in response.text
+        assert identity.auth_token not in response.text
         assert identity.private_key_pem.splitlines()[1] not in response.text
 
 

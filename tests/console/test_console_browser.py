@@ -21,13 +21,9 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.worker import Worker
 
-from activities.downstream import SqliteLedger
 from activities.payout import serialize_eip1559
 from signgate.contracts import (
     BuildTransferInput,
@@ -36,9 +32,8 @@ from signgate.contracts import (
 )
 from signgate.dfns.requests import TransactionRequest
 from tests.console.browser import HOW_TO_ENABLE, Browser, chromium_available, copy_if_asked
+from tests.support.engine_worker import RunningWorker
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import DevServer
-from worker import ENGINE_WORKFLOWS, LogContextInterceptor, engine_activities
 from workflows.signature import SignatureWorkflow
 
 pytestmark = [
@@ -65,36 +60,6 @@ def sandbox(tmp_path: Path) -> Iterator[EngineSandbox]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-async def client(dev_server: DevServer) -> Client:
-    return await dev_server.client()
-
-
-@pytest.fixture
-async def worker(
-    client: Client, sandbox: EngineSandbox, task_queue: str, tmp_path: Path
-) -> AsyncIterator[str]:
-    """The engine's workflows and real activities in this process; yields the task queue."""
-    async with (
-        httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http,
-        httpx.AsyncClient(timeout=5) as callbacks,
-    ):
-        activities = engine_activities(
-            sandbox.dfns_client("engine", http),
-            callbacks,
-            callback_secrets={"default": SecretStr("console-test-callback-secret")},
-            ledgers={"default": SqliteLedger(tmp_path / "ledger.sqlite")},
-        )
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=list(ENGINE_WORKFLOWS),
-            activities=activities,
-            interceptors=[LogContextInterceptor()],
-        ):
-            yield task_queue
 
 
 @pytest.fixture
@@ -131,7 +96,7 @@ async def _approve_as(browser: Browser, card: str, user: str, reason: str | None
 
 
 async def test_two_approvers_approve_in_the_browser_and_the_workflow_completes(
-    worker: str, client: Client, sandbox: EngineSandbox, browser: Browser, tmp_path: Path
+    worker: RunningWorker, client: Client, sandbox: EngineSandbox, browser: Browser, tmp_path: Path
 ) -> None:
     handle = await client.start_workflow(
         SignatureWorkflow.run,
@@ -139,7 +104,7 @@ async def test_two_approvers_approve_in_the_browser_and_the_workflow_completes(
             target=sandbox.target("wallet", "evm-gated"), request=_transfer(), polling=FAST
         ),
         id=f"console-{uuid.uuid4().hex[:12]}",
-        task_queue=worker,
+        task_queue=worker.task_queue,
     )
     await browser.goto(f"{sandbox.base_url}/console")
 
@@ -171,8 +136,13 @@ async def test_two_approvers_approve_in_the_browser_and_the_workflow_completes(
     assert "alice approved it: still pending (1 of 2 approvals)." in await browser.text(
         f"{card} .message"
     )
-    # What an API caller wrote is shown as text and never run.
-    assert HOSTILE_REASON in await browser.text(f"{card} [data-role=decisions]")
+    # What an API caller wrote is shown as text and never run. The message above comes from
+    # the decision's answer; the decision list from the page's next refresh.
+    decisions = json.dumps(f"{card} [data-role=decisions]")
+    await browser.wait_for(
+        f"document.querySelector({decisions})?.innerText.includes({json.dumps(HOSTILE_REASON)})",
+        what="alice's decision to be listed",
+    )
     assert await browser.evaluate("document.querySelectorAll('main img').length") == 0
     assert await browser.evaluate("window.__xss === undefined")
 

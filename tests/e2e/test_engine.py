@@ -46,10 +46,12 @@ from signgate.dfns.requests import (
     SignatureRequestBody,
     TransactionRequest,
 )
-from tests.e2e.conftest import CALLBACK_SECRET, RunningWorker
-from tests.support.receiver import CallbackReceiver
+from tests.support.engine_worker import CALLBACK_SECRET, RunningWorker
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import DevServer, free_port
+from tests.support.temporal import DevServer
 from tests.support.worker_process import WorkerProcess
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
@@ -198,7 +200,7 @@ async def test_a_response_dropped_after_commit_still_makes_one_request(
 async def test_a_tampered_signature_is_refused_and_never_delivered(
     worker: RunningWorker, sandbox: EngineSandbox
 ) -> None:
-    with CallbackReceiver() as receiver:
+    with HttpRecorder() as receiver:
         deliveries = [LedgerDelivery(), CallbackDelivery(url=receiver.url())]
         await sandbox.set_faults(corruptSignatures=1)
         tampered = await _start(
@@ -239,7 +241,8 @@ async def test_a_tampered_signature_is_refused_and_never_delivered(
 async def test_callbacks_are_retried_until_2xx_and_ledger_writes_once(
     worker: RunningWorker, sandbox: EngineSandbox
 ) -> None:
-    with CallbackReceiver(fail_first=2) as receiver:
+    with HttpRecorder() as receiver:
+        receiver.respond("/callback", 500, 500)
         deliveries = [CallbackDelivery(url=receiver.url()), LedgerDelivery()]
         handle = await _start(
             worker,
@@ -263,7 +266,7 @@ async def test_payout_signs_through_a_child_records_and_notifies(
     worker: RunningWorker, sandbox: EngineSandbox
 ) -> None:
     wallet = sandbox.key("evm-auto")["wallets"][0]
-    with CallbackReceiver() as receiver:
+    with HttpRecorder() as receiver:
         payout: WorkflowHandle[PayoutWorkflow, PayoutOutcome] = await worker.client.start_workflow(
             PayoutWorkflow.run,
             PayoutInput(
@@ -360,7 +363,7 @@ async def test_a_killed_worker_restarts_and_finishes_every_request_once(
 
         process = WorkerProcess(env).start()
         outcomes = await asyncio.wait_for(
-            asyncio.gather(*(h.result() for h in handles)), timeout=60
+            asyncio.gather(*(h.result() for h in handles)), timeout=180
         )
         async with httpx.AsyncClient() as http:
             metrics = await http.get(f"http://127.0.0.1:{env['SIGNGATE_METRICS_PORT']}/metrics")
@@ -390,12 +393,10 @@ async def test_a_killed_worker_restarts_and_finishes_every_request_once(
 
 
 async def _approval_id(handle: Handle) -> str:
-    for _ in range(500):
-        progress = await handle.query(SignatureWorkflow.state)
-        if progress.approval_id is not None:
-            return progress.approval_id
-        await asyncio.sleep(0.02)
-    raise AssertionError("no approval id")
+    async def approval_id() -> str | None:
+        return (await handle.query(SignatureWorkflow.state)).approval_id
+
+    return await eventually(approval_id, what=f"{handle.id} knows its approval")
 
 
 async def test_no_secret_reaches_any_recorded_history(
@@ -406,7 +407,7 @@ async def test_no_secret_reaches_any_recorded_history(
             CreateWebhookRequest(url="http://127.0.0.1:9/webhook", events=["*"])
         )
     webhook_secret = created.secret.get_secret_value()
-    with CallbackReceiver() as receiver:
+    with HttpRecorder() as receiver:
         deliveries = [CallbackDelivery(url=receiver.url()), LedgerDelivery()]
         signed = await _start(
             worker,

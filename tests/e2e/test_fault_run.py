@@ -27,7 +27,8 @@ from tests.support.temporal import DevServer
 from tests.support.worker_process import WorkerProcess
 from workflows.signature import SignatureWorkflow
 
-pytestmark = pytest.mark.e2e
+# Eight requests through faults and two worker kills: minutes on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 Handle = WorkflowHandle[SignatureWorkflow, SignatureOutcome]
 POLLING = PollingPolicy(initial_interval=timedelta(seconds=1), max_interval=timedelta(seconds=3))

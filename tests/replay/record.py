@@ -44,7 +44,7 @@ from signgate.dfns.models import SignatureStatus
 from signgate.dfns.requests import HashRequest
 from signgate.ids import child_signature_workflow_id
 from tests.support.eventually import eventually
-from tests.support.receiver import CallbackReceiver
+from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import start_time_skipping
 from worker import ENGINE_WORKFLOWS, engine_activities
@@ -74,7 +74,7 @@ async def _approval_id(client: Client, workflow_id: str) -> str:
 
 async def signed_after_polling(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     env = _ENV[0]
-    with CallbackReceiver() as receiver:
+    with HttpRecorder() as receiver:
         deliveries = [LedgerDelivery(), CallbackDelivery(url=receiver.url())]
         handle = await client.start_workflow(
             SignatureWorkflow.run,

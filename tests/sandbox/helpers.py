@@ -1,7 +1,8 @@
 """Test-side tools for the sandbox tests.
 
-* :class:`Dfns`: a small Dfns client, with User Action Signing written here using
-  ``cryptography`` directly (not signgate's code) for all four credential algorithms.
+* :class:`Dfns`: a small Dfns client acting as any identity of the sandbox's credentials
+  file; User Action Signing is :meth:`tests.support.credentials.Identity.sign_challenge`
+  (``cryptography`` directly, not signgate's code).
 * :func:`serve` / :func:`client_for`: bodies of the ``server`` (one sandbox per module, real
   HTTP on 127.0.0.1, a fresh SQLite file) and ``dfns`` (reset after each test) fixtures in
   ``tests/sandbox/conftest.py``, which only this directory's tests see.
@@ -9,31 +10,19 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import coincurve
 import httpx
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from signgate.sandbox.config import SandboxSettings
 from signgate.sandbox.server import SandboxServer
+from tests.support.credentials import Credentials, Identity, compact
 
 ORG_FILE = Path(__file__).with_name("org.toml")
-
-_HASHES: dict[str, hashes.HashAlgorithm] = {
-    "SHA256": hashes.SHA256(),
-    "SHA384": hashes.SHA384(),
-    "SHA512": hashes.SHA512(),
-}
 
 
 def recover(digest: bytes, signature: dict[str, Any]) -> bytes:
@@ -48,59 +37,12 @@ def recover(digest: bytes, signature: dict[str, Any]) -> bytes:
     return bytes(key.format(compressed=True))
 
 
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def compact(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    user_id: str
-    token: str = field(repr=False)
-    cred_id: str
-    algorithm: str
-    private_key_pem: str = field(repr=False)
-
-    def sign_challenge(self, challenge: str, *, algorithm: str | None = None) -> dict[str, Any]:
-        """A Key credential assertion over ``{"type":"key.get","challenge":...}``."""
-        client_data = compact(
-            {
-                "type": "key.get",
-                "challenge": challenge,
-                "origin": "http://test",
-                "crossOrigin": False,
-            }
-        ).encode()
-        key = serialization.load_pem_private_key(self.private_key_pem.encode(), password=None)
-        digest = _HASHES[algorithm or "SHA256"]
-        if isinstance(key, ed25519.Ed25519PrivateKey):
-            signature = key.sign(client_data)
-        elif isinstance(key, ec.EllipticCurvePrivateKey):
-            signature = key.sign(client_data, ec.ECDSA(digest))
-        elif isinstance(key, rsa.RSAPrivateKey):
-            signature = key.sign(client_data, padding.PKCS1v15(), digest)
-        else:  # pragma: no cover - the sandbox only makes the three kinds above
-            raise TypeError(type(key))
-        assertion: dict[str, Any] = {
-            "credId": self.cred_id,
-            "clientData": b64url(client_data),
-            "signature": b64url(signature),
-        }
-        if algorithm is not None:
-            assertion["algorithm"] = algorithm
-        return {"kind": "Key", "credentialAssertion": assertion}
-
-
 class Dfns:
     """Talks to a running sandbox as any identity in its credentials file."""
 
     def __init__(self, base_url: str, credentials_path: Path) -> None:
         self.base_url = base_url
-        self.credentials: dict[str, Any] = json.loads(credentials_path.read_text())
+        self.credentials = Credentials.load(credentials_path)
         self.http = httpx.Client(base_url=base_url, timeout=10.0)
 
     def close(self) -> None:
@@ -109,33 +51,24 @@ class Dfns:
     # -- the credentials file --------------------------------------------------------------
 
     def identity(self, name: str) -> Identity:
-        raw = self.credentials["identities"][name]
-        return Identity(
-            name=name,
-            user_id=raw["userId"],
-            token=raw["authToken"],
-            cred_id=raw["credId"],
-            algorithm=raw["credentialAlgorithm"],
-            private_key_pem=raw["privateKeyPem"],
-        )
+        return self.credentials.identity(name)
 
     def key(self, name: str) -> dict[str, Any]:
-        key: dict[str, Any] = self.credentials["keys"][name]
-        return key
+        return self.credentials.key(name)
 
     def key_id(self, name: str) -> str:
-        return str(self.key(name)["keyId"])
+        return self.credentials.key_id(name)
 
     def wallet_id(self, key_name: str) -> str:
-        return str(self.key(key_name)["wallets"][0]["id"])
+        return self.credentials.wallet_id(key_name)
 
     def public_key_id(self, name: str) -> str:
-        return str(self.credentials["publicKeys"][name]["publicKeyId"])
+        return self.credentials.public_key_id(name)
 
     # -- calls -------------------------------------------------------------------------------
 
     def headers(self, as_: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.identity(as_).token}"}
+        return {"Authorization": f"Bearer {self.identity(as_).auth_token}"}
 
     def get(self, path: str, *, as_: str = "engine", **params: Any) -> httpx.Response:
         return self.http.get(path, params=params or None, headers=self.headers(as_))
@@ -263,42 +196,6 @@ def approval_policy(user_ids: list[str], *, quorum: int = 2, **extra: Any) -> di
             **extra,
         },
     }
-
-
-class Receiver:
-    """A webhook endpoint on 127.0.0.1 that records what it is sent and answers 200."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
-                with receiver._lock:
-                    receiver.events.append(json.loads(body))
-                    receiver.headers.append(dict(self.headers))
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def kinds(self) -> list[str]:
-        with self._lock:
-            return [str(e["kind"]) for e in self.events]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def sandbox_settings(directory: Path, **overrides: Any) -> SandboxSettings:

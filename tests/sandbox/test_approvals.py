@@ -3,36 +3,29 @@ on denial, expiry or Block; webhooks published on the way."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signgate.sandbox.server import SandboxServer
-from tests.sandbox.helpers import (
-    Dfns,
-    Receiver,
-    approval_policy,
-    sandbox_settings,
-)
+from tests.sandbox.helpers import Dfns, approval_policy, sandbox_settings
+from tests.support.eventually import eventually_sync
+from tests.support.recorder import HttpRecorder
 
 HASH_BODY = {"kind": "Hash", "hash": "0x" + "5a" * 32}
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    endpoint = Receiver()
-    yield endpoint
-    endpoint.close()
+def receiver() -> Iterator[HttpRecorder]:
+    with HttpRecorder() as endpoint:
+        yield endpoint
+
+
+def kinds(receiver: HttpRecorder) -> list[str]:
+    """The kinds of the webhook events received so far, in arrival order."""
+    return [str(request.json()["kind"]) for request in receiver.received]
 
 
 def approvers(dfns: Dfns) -> list[str]:
@@ -47,8 +40,8 @@ def pending(dfns: Dfns, key: str = "evm") -> dict[str, Any]:
     return request
 
 
-def test_approved_request_executes_then_signs(dfns: Dfns, receiver: Receiver) -> None:
-    hook = dfns.write("POST", "/webhooks", {"url": receiver.url, "events": ["*"]})
+def test_approved_request_executes_then_signs(dfns: Dfns, receiver: HttpRecorder) -> None:
+    hook = dfns.write("POST", "/webhooks", {"url": receiver.url("/hook"), "events": ["*"]})
     assert hook.status_code == 200, hook.text
     dfns.create_policy(approval_policy(approvers(dfns)))
     request = pending(dfns)
@@ -70,18 +63,19 @@ def test_approved_request_executes_then_signs(dfns: Dfns, receiver: Receiver) ->
     approval = dfns.get(f"/v2/policy-approvals/{approval_id}").json()
     assert approval["activity"]["signatureRequest"]["status"] == "Signed"
 
-    wait_for(lambda: "wallet.signature.signed" in receiver.kinds())
-    kinds = receiver.kinds()
+    eventually_sync(lambda: "wallet.signature.signed" in kinds(receiver), what="signed event")
+    seen = kinds(receiver)
     for kind in (
         "policy.triggered",
         "policy.approval.pending",
         "wallet.signature.requested",
         "policy.approval.resolved",
     ):
-        assert kind in kinds
-    signed_event = next(e for e in receiver.events if e["kind"] == "wallet.signature.signed")
+        assert kind in seen
+    events = [r.json() for r in receiver.received]
+    signed_event = next(e for e in events if e["kind"] == "wallet.signature.signed")
     assert signed_event["data"]["signatureRequest"]["id"] == request["id"]
-    assert receiver.headers[0]["X-DFNS-WEBHOOK-SIGNATURE"].startswith("sha256=")
+    assert receiver.received[0].headers["X-DFNS-WEBHOOK-SIGNATURE"].startswith("sha256=")
 
 
 def test_denied_request_is_rejected_with_reason(dfns: Dfns) -> None:
@@ -156,8 +150,10 @@ def test_initiator_can_deny_its_own_request(dfns: Dfns) -> None:
     assert dfns.signature("evm", request["id"])["status"] == "Rejected"
 
 
-def test_forced_failure_of_a_pending_request(dfns: Dfns, receiver: Receiver) -> None:
-    dfns.write("POST", "/webhooks", {"url": receiver.url, "events": ["wallet.signature.failed"]})
+def test_forced_failure_of_a_pending_request(dfns: Dfns, receiver: HttpRecorder) -> None:
+    dfns.write(
+        "POST", "/webhooks", {"url": receiver.url("/hook"), "events": ["wallet.signature.failed"]}
+    )
     dfns.create_policy(approval_policy(approvers(dfns)))
     request = pending(dfns)
     failed = dfns.http.post(f"/_local/signatures/{request['id']}/fail", json={"reason": "HSM down"})
@@ -166,4 +162,4 @@ def test_forced_failure_of_a_pending_request(dfns: Dfns, receiver: Receiver) -> 
     assert dfns.signature("evm", request["id"])["reason"] == "HSM down"
     again = dfns.http.post(f"/_local/signatures/{request['id']}/fail")
     assert again.status_code == 409
-    wait_for(lambda: receiver.kinds() == ["wallet.signature.failed"])
+    eventually_sync(lambda: kinds(receiver) == ["wallet.signature.failed"], what="failed event")

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.sandbox.helpers import Dfns, b64url, compact
+from tests.sandbox.helpers import Dfns
+from tests.support.credentials import b64url, compact
 
 HASH_BODY = {"kind": "Hash", "hash": "0x" + "ab" * 32}
 
@@ -25,7 +26,7 @@ def _jwt_payload(token: str) -> dict[str, Any]:
 
 
 def test_missing_or_bad_bearer_token_is_401(dfns: Dfns) -> None:
-    token = dfns.identity("engine").token
+    token = dfns.identity("engine").auth_token
     header, payload, signature = token.split(".")
     forged_payload = _jwt_payload(token)
     forged_payload["https://custom/app_metadata"]["userId"] = dfns.identity("alice").user_id
@@ -47,9 +48,9 @@ def test_missing_or_bad_bearer_token_is_401(dfns: Dfns) -> None:
 
 def test_tokens_are_jwt_shaped_with_dfns_claims(dfns: Dfns) -> None:
     engine = dfns.identity("engine")
-    payload = _jwt_payload(engine.token)
+    payload = _jwt_payload(engine.auth_token)
     meta = payload["https://custom/app_metadata"]
-    assert meta["orgId"] == dfns.credentials["orgId"]
+    assert meta["orgId"] == dfns.credentials.org_id
     assert meta["userId"] == engine.user_id
     assert meta["tokenId"].startswith("to-")
     assert {"iss", "aud", "sub", "iat", "exp"} <= payload.keys()

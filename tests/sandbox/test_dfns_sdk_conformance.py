@@ -27,7 +27,7 @@ def sdk(server: SandboxServer, dfns: Dfns) -> Iterator[dict[str, DfnsClient]]:
         identity = dfns.identity(name)
         signer = KeySigner(credential_id=identity.cred_id, private_key=identity.private_key_pem)
         config = DfnsClientConfig(
-            auth_token=identity.token, base_url=server.base_url, signer=signer
+            auth_token=identity.auth_token, base_url=server.base_url, signer=signer
         )
         clients[name] = DfnsClient(config)
     yield clients

@@ -9,7 +9,7 @@ import hmac
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -28,8 +28,9 @@ from signgate.sandbox.webhooks import (
     WebhookService,
     encode_body,
 )
-
-from .webhook_receiver import Receiver, unused_port
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
+from tests.support.recorder import HttpRecorder
 
 EVENT_ID = re.compile(r"^whe-[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{14,16}$")
 SCHEDULE = (60.0, 720.0, 7200.0, 86400.0)
@@ -76,16 +77,9 @@ async def service(db: Database, clock: Clock) -> AsyncIterator[WebhookService]:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with Receiver() as started:
+async def receiver() -> AsyncIterator[HttpRecorder]:
+    async with HttpRecorder() as started:
         yield started
-
-
-async def eventually(condition: Callable[[], bool]) -> None:
-    """Wait for state the service records after a response (it exposes no event for it)."""
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 - polling the database is the point
-            await asyncio.sleep(0.01)
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +94,7 @@ async def dispatcher(service: WebhookService) -> AsyncIterator[asyncio.Task[None
 
 
 async def test_delivery_is_signed_compact_json_in_dfns_shape(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     webhook = service.create({"url": receiver.url("/hook"), "events": ["wallet.signature.signed"]})
     data = {"signatureRequest": {"id": "sig-1", "status": "Signed", "note": "reçu ✓"}}
@@ -139,7 +133,7 @@ async def test_delivery_is_signed_compact_json_in_dfns_shape(
 
 
 async def test_subscriptions_select_the_receivers(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     def create(path: str, events: list[str], status: str = "Enabled") -> str:
         body = {"url": receiver.url(path), "events": events, "status": status}
@@ -173,7 +167,7 @@ async def test_subscriptions_select_the_receivers(
 
 
 async def test_failed_deliveries_follow_the_retry_schedule_then_stop(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     webhook = service.create({"url": receiver.url("/down"), "events": ["*"]})
     receiver.respond("/down", *[500] * 5)
@@ -218,7 +212,7 @@ async def test_failed_deliveries_follow_the_retry_schedule_then_stop(
 
 
 async def test_dispatcher_retries_on_a_scaled_clock_until_the_receiver_recovers(
-    db: Database, receiver: Receiver
+    db: Database, receiver: HttpRecorder
 ) -> None:
     clock = Clock()
     clock.set_scale(10_000)  # +1 min of sandbox time is 6 ms of real time
@@ -253,7 +247,7 @@ async def test_dispatcher_retries_on_a_scaled_clock_until_the_receiver_recovers(
 
 
 async def test_dispatcher_wakes_when_the_clock_is_advanced(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     service.create({"url": receiver.url("/later"), "events": ["*"]})
     receiver.respond("/later", 500)
@@ -269,10 +263,10 @@ async def test_dispatcher_wakes_when_the_clock_is_advanced(
 
 async def test_no_response_is_a_failed_attempt(db: Database, clock: Clock) -> None:
     service = WebhookService(db, clock, delivery_timeout=0.2)
-    async with Receiver() as receiver:
+    async with HttpRecorder() as receiver:
         receiver.hold("/stuck")
         stuck = service.create({"url": receiver.url("/stuck"), "events": ["*"]})
-        refused = service.create({"url": f"http://127.0.0.1:{unused_port()}/gone", "events": ["*"]})
+        refused = service.create({"url": f"http://127.0.0.1:{free_port()}/gone", "events": ["*"]})
         service.publish("wallet.signature.signed", {"signatureRequest": {"id": "sig-1"}})
         assert await service.dispatch_due() == 2
         [timed_out] = service.list_events(stuck["id"])["items"]
@@ -286,7 +280,7 @@ async def test_no_response_is_a_failed_attempt(db: Database, clock: Clock) -> No
 
 
 async def test_redirects_and_other_statuses_fail(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     webhook = service.create({"url": receiver.url("/odd"), "events": ["*"]})
     receiver.respond("/odd", 204, 302)
@@ -299,7 +293,7 @@ async def test_redirects_and_other_statuses_fail(
 
 
 async def test_retry_due_while_disabled_is_cancelled_and_reenabling_keeps_it(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     dropped = service.create({"url": receiver.url("/dropped"), "events": ["*"]})
     kept = service.create({"url": receiver.url("/kept"), "events": ["*"]})
@@ -324,7 +318,7 @@ async def test_retry_due_while_disabled_is_cancelled_and_reenabling_keeps_it(
 
 
 async def test_deleting_a_webhook_drops_its_pending_attempts(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     webhook = service.create({"url": receiver.url("/bye"), "events": ["*"]})
     receiver.respond("/bye", 500)
@@ -338,7 +332,7 @@ async def test_deleting_a_webhook_drops_its_pending_attempts(
 
 
 async def test_a_new_service_on_the_same_file_delivers_the_outbox(
-    db_path: Path, receiver: Receiver
+    db_path: Path, receiver: HttpRecorder
 ) -> None:
     clock = Clock(scale=1e-9)
     before = Database(db_path)
@@ -374,7 +368,7 @@ async def test_a_new_service_on_the_same_file_delivers_the_outbox(
 
 
 async def test_a_slow_receiver_does_not_hold_back_the_others(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     service.create({"url": receiver.url("/slow"), "events": ["*"]})
     service.create({"url": receiver.url("/fast"), "events": ["*"]})
@@ -389,7 +383,7 @@ async def test_a_slow_receiver_does_not_hold_back_the_others(
 
 
 async def test_each_row_is_sent_once_even_with_two_dispatch_paths(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     service.create({"url": receiver.url("/once"), "events": ["*"]})
     for n in range(40):
@@ -404,7 +398,7 @@ async def test_each_row_is_sent_once_even_with_two_dispatch_paths(
 
 
 async def test_loss_fault_records_delivered_but_never_posts(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     webhook = service.create({"url": receiver.url("/lossy"), "events": ["*"]})
     service.set_faults(WebhookFaults(loss_rate=0.5, seed=7))
@@ -424,7 +418,7 @@ async def test_loss_fault_records_delivered_but_never_posts(
 
 
 async def test_duplicate_fault_posts_the_same_bytes_twice(
-    service: WebhookService, receiver: Receiver
+    service: WebhookService, receiver: HttpRecorder
 ) -> None:
     webhook = service.create({"url": receiver.url("/dup"), "events": ["*"]})
     service.set_faults(WebhookFaults(duplicate_rate=1.0, seed=1))
@@ -438,7 +432,7 @@ async def test_duplicate_fault_posts_the_same_bytes_twice(
 
 
 async def test_reorder_fault_holds_back_and_shuffles_a_window(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     service.create({"url": receiver.url("/mixed"), "events": ["*"]})
     service.set_faults(WebhookFaults(reorder_window=4, reorder_hold_seconds=5, seed=3))
@@ -462,7 +456,7 @@ async def test_reorder_fault_holds_back_and_shuffles_a_window(
 
 
 async def test_events_list_filters_and_pages(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     webhook = service.create({"url": receiver.url("/list"), "events": ["*"]})
     receiver.respond("/list", 200, 500, 200, 500, 200)
@@ -503,7 +497,7 @@ async def test_events_list_filters_and_pages(
 
 
 async def test_events_older_than_the_retention_are_pruned(
-    db: Database, clock: Clock, receiver: Receiver
+    db: Database, clock: Clock, receiver: HttpRecorder
 ) -> None:
     service = WebhookService(db, clock, retention_days=31)
     webhook = service.create({"url": receiver.url("/old"), "events": ["*"]})
@@ -524,7 +518,7 @@ async def test_events_older_than_the_retention_are_pruned(
 
 
 async def test_ping_sends_an_unstored_signed_test_event(
-    service: WebhookService, receiver: Receiver, clock: Clock
+    service: WebhookService, receiver: HttpRecorder, clock: Clock
 ) -> None:
     webhook = service.create(
         {"url": receiver.url("/ping"), "events": ["wallet.signature.signed"], "status": "Disabled"}

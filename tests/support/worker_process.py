@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +23,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[str] | None = None
         self._started = threading.Event()
 
-    def start(self, timeout: float = 30.0) -> WorkerProcess:
+    def start(self, timeout: float = 120.0) -> WorkerProcess:
         """Start the worker and wait for its ``worker.started`` log line."""
         self._started.clear()
         self.process = subprocess.Popen(  # noqa: S603 - our own worker.py with this Python
@@ -64,13 +63,12 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(timeout=10)
 
-    def terminate(self, timeout: float = 30.0) -> int:
+    def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait: the graceful path. Returns the exit code."""
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.process.poll() is None:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.kill()
-        return self.process.returncode
+            return self.process.returncode

@@ -15,17 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from signgate.webhook.app import WebhookReceiver
 from signgate.webhook.registration import register_webhook
 from signgate.webhook.routing import TemporalRouter
 from signgate.webhook.secrets import SecretStore
 from signgate.webhook.server import ReceiverServer
+from tests.support.ports import free_port
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import DevServer, free_port
 from tests.webhook.stack import RETRY_SCHEDULE, RunningReceiver
-from worker import ENGINE_WORKFLOWS, engine_activities
 
 
 @pytest.fixture(scope="module")
@@ -41,30 +39,6 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineSandbox]
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-async def client(dev_server: DevServer) -> Client:
-    return await dev_server.client()
-
-
-@pytest.fixture
-async def worker(client: Client, sandbox: EngineSandbox, task_queue: str) -> AsyncIterator[str]:
-    """The engine's worker on a fresh task queue; yields the task queue."""
-    async with (
-        httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http,
-        httpx.AsyncClient(timeout=5) as callbacks,
-    ):
-        activities = engine_activities(
-            sandbox.dfns_client("engine", http), callbacks, callback_secrets={}, ledgers={}
-        )
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=list(ENGINE_WORKFLOWS),
-            activities=activities,
-        ):
-            yield task_queue
 
 
 @pytest.fixture

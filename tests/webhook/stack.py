@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
@@ -26,11 +24,11 @@ from signgate.webhook.registration import Registration
 from signgate.webhook.routing import TemporalRouter
 from signgate.webhook.secrets import SecretStore
 from signgate.webhook.server import ReceiverServer
+from tests.support.eventually import eventually
 from tests.support.sandbox import EngineSandbox
 from workflows.signature import SignatureWorkflow
 
 Handle = WorkflowHandle[SignatureWorkflow, SignatureOutcome]
-T = TypeVar("T")
 
 RETRY_SCHEDULE = (1.0, 2.0, 4.0, 8.0)
 """The sandbox's webhook retry delays in these tests (Dfns: 1 min, 12 min, 2 h, 1 day)."""
@@ -82,18 +80,6 @@ async def start_gated(
     )
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T | None]], *, within: float = 15.0, every: float = 0.05
-) -> T:
-    """Call ``probe`` until it returns something other than ``None`` (fail after ``within`` s)."""
-    async with asyncio.timeout(within):
-        while True:
-            value = await probe()
-            if value is not None:
-                return value
-            await asyncio.sleep(every)
-
-
 async def progress(handle: Handle) -> SignatureProgress:
     state: SignatureProgress = await handle.query(ids.QUERY_STATE, result_type=SignatureProgress)
     return state
@@ -105,7 +91,7 @@ async def approval_id_of(handle: Handle) -> str:
     async def probe() -> str | None:
         return (await progress(handle)).approval_id
 
-    return await eventually(probe)
+    return await eventually(probe, what=f"{handle.id} knows its approval")
 
 
 async def webhook_events(sandbox: EngineSandbox, webhook_id: str) -> list[dict[str, Any]]:

@@ -30,15 +30,17 @@ from signgate import ids
 from signgate.contracts import SignatureWorkflowInput
 from signgate.dfns.requests import HashRequest
 from signgate.webhook.verify import SIGNATURE_HEADER
+from tests.support.engine_worker import RunningWorker
+from tests.support.eventually import eventually
+from tests.support.ports import free_port
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import DevServer, free_port
+from tests.support.temporal import DevServer
 from tests.webhook.stack import (
     FAST_POLLS,
     NO_TIMER_POLLS,
     Handle,
     RunningReceiver,
     approval_id_of,
-    eventually,
     progress,
     start_gated,
     webhook_events,
@@ -48,14 +50,17 @@ from workflows.signature import SignatureWorkflow
 
 pytestmark = pytest.mark.e2e
 
+OUTCOME_WITHIN = 120.0
+"""Seconds to wait for a workflow result or a process (generous: CI runs on a busy machine)."""
+
 
 async def approval_reported(handle: Handle) -> None:
     """Wait until the ``policy.approval.pending`` webhook reached the workflow."""
 
-    async def probe() -> bool | None:
-        return True if (await progress(handle)).approval is not None else None
+    async def probe() -> bool:
+        return (await progress(handle)).approval is not None
 
-    await eventually(probe)
+    await eventually(probe, what=f"{handle.id} told of its pending approval")
 
 
 async def signals_in(handle: Handle) -> int:
@@ -77,7 +82,7 @@ async def post(url: str, body: bytes, header: str) -> httpx.Response:
 
 
 async def test_an_approved_request_completes_without_waiting_for_a_poll(
-    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
     async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
         ping = await sandbox.dfns_client("engine", http).ping_webhook(
@@ -85,7 +90,7 @@ async def test_an_approved_request_completes_without_waiting_for_a_poll(
         )
     assert ping.status == "200", ping
 
-    handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+    handle = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
     approval_id = await approval_id_of(handle)
     await approval_reported(handle)
     waiting = await progress(handle)
@@ -94,7 +99,7 @@ async def test_an_approved_request_completes_without_waiting_for_a_poll(
     assert waiting.polls == 0
 
     await sandbox.decide(approval_id, "alice", "bob")
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(OUTCOME_WITHIN):
         outcome = await handle.result()
 
     assert outcome.kind == "signed"
@@ -126,17 +131,19 @@ async def test_an_approved_request_completes_without_waiting_for_a_poll(
 
 
 async def test_duplicated_and_reordered_events_change_nothing(
-    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
     await sandbox.set_faults(
         webhookDuplicate=1.0, webhookReorder=3, webhookReorderHoldSeconds=0.3, webhookSeed=11
     )
-    handles = [await start_gated(client, sandbox, worker, NO_TIMER_POLLS) for _ in range(4)]
+    handles = [
+        await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS) for _ in range(4)
+    ]
     for handle in handles:
         await approval_reported(handle)
     for handle in handles:
         await sandbox.decide(await approval_id_of(handle), "alice", "bob")
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(OUTCOME_WITHIN):
         outcomes = await asyncio.gather(*(h.result() for h in handles))
 
     for handle, outcome in zip(handles, outcomes, strict=True):
@@ -152,14 +159,14 @@ async def test_duplicated_and_reordered_events_change_nothing(
 
 
 async def test_a_lost_signed_event_is_caught_by_the_next_poll(
-    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
-    handle = await start_gated(client, sandbox, worker, FAST_POLLS)
+    handle = await start_gated(client, sandbox, worker.task_queue, FAST_POLLS)
     approval_id = await approval_id_of(handle)
     await approval_reported(handle)
     await sandbox.set_faults(webhookLoss=1.0)
     await sandbox.decide(approval_id, "alice", "bob")
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(OUTCOME_WITHIN):
         outcome = await handle.result()
 
     assert outcome.kind == "signed"
@@ -173,9 +180,9 @@ async def test_a_lost_signed_event_is_caught_by_the_next_poll(
 
 
 async def test_a_forged_event_is_refused_and_the_workflow_untouched(
-    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
-    handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+    handle = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
     approval_id = await approval_id_of(handle)
     await approval_reported(handle)
     before = await progress(handle)
@@ -209,15 +216,17 @@ async def test_a_forged_event_is_refused_and_the_workflow_untouched(
     assert await signals_in(handle) == signals_before
 
     await sandbox.decide(approval_id, "alice", "bob")
-    async with asyncio.timeout(20):
+    async with asyncio.timeout(OUTCOME_WITHIN):
         outcome = await handle.result()
     assert outcome.kind == "signed"
 
 
 async def test_a_receiver_restarted_mid_stream_loses_nothing(
-    client: Client, sandbox: EngineSandbox, worker: str, receiver: RunningReceiver
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
-    handles = [await start_gated(client, sandbox, worker, NO_TIMER_POLLS) for _ in range(3)]
+    handles = [
+        await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS) for _ in range(3)
+    ]
     approvals = [await approval_id_of(h) for h in handles]
     for handle in handles:
         await approval_reported(handle)  # the stream's first events got through
@@ -226,13 +235,13 @@ async def test_a_receiver_restarted_mid_stream_loses_nothing(
     for approval_id in approvals:
         await sandbox.decide(approval_id, "alice", "bob")
 
-    async def refused() -> bool | None:
+    async def refused() -> bool:
         events = await webhook_events(sandbox, receiver.registration.webhook_id)
-        return True if any(e["deliveryFailed"] for e in events) else None
+        return any(e["deliveryFailed"] for e in events)
 
-    await eventually(refused)
+    await eventually(refused, what="a delivery refused")
     await receiver.server.start()
-    async with asyncio.timeout(30):
+    async with asyncio.timeout(OUTCOME_WITHIN):
         outcomes = await asyncio.gather(*(h.result() for h in handles))
 
     assert [o.kind for o in outcomes] == ["signed"] * 3
@@ -320,7 +329,7 @@ async def test_the_commands_register_and_serve(
     client: Client,
     sandbox: EngineSandbox,
     dev_server: DevServer,
-    worker: str,
+    worker: RunningWorker,
     tmp_path: Path,
 ) -> None:
     env = _command_env(sandbox, dev_server, tmp_path)
@@ -350,15 +359,15 @@ async def test_the_commands_register_and_serve(
     lines: list[str] = []
     try:
         assert serving.stdout is not None
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(OUTCOME_WITHIN):
             while "listening on" not in (line := (await serving.stdout.readline()).decode()):
                 assert line, "the receiver exited: " + "".join(lines)
                 lines.append(line)
         assert url in line
 
-        handle = await start_gated(client, sandbox, worker, NO_TIMER_POLLS)
+        handle = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
         await sandbox.decide(await approval_id_of(handle), "alice", "bob")
-        async with asyncio.timeout(20):
+        async with asyncio.timeout(OUTCOME_WITHIN):
             outcome = await handle.result()
         assert outcome.kind == "signed"
 
@@ -381,7 +390,7 @@ async def test_the_commands_register_and_serve(
         assert response.status_code == 200 and response.json()["outcome"] == "not-ours"
     finally:
         serving.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(15):
+        async with asyncio.timeout(OUTCOME_WITHIN):
             rest, _ = await serving.communicate()
         async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
             dfns = sandbox.dfns_client("engine", http)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -19,7 +19,14 @@ from signgate.webhook.verify import (
 from tests.webhook.support import OLD_SECRET, SECRET, encode, event, sign, signed
 
 SECRETS = [SecretStr(SECRET)]
-NOW = time.time()
+NOW = 1_767_225_600.0
+"""2026-01-01T00:00:00Z. Verification takes "now" as an argument: a fixed instant, so no test
+depends on when (or how long after import) it runs."""
+
+
+def fresh() -> dict[str, Any]:
+    """An event sent at :data:`NOW`."""
+    return event(sent=int(NOW))
 
 
 def rejected(body: bytes, header: str | None, **kwargs: object) -> WebhookRejected:
@@ -29,7 +36,7 @@ def rejected(body: bytes, header: str | None, **kwargs: object) -> WebhookReject
 
 
 def test_a_correctly_signed_fresh_event_is_accepted_and_parsed() -> None:
-    payload = event()
+    payload = fresh()
     body, header = signed(payload)
     verified = verify_delivery(body, header, SECRETS, now=NOW)
     assert verified.payload == payload
@@ -37,13 +44,13 @@ def test_a_correctly_signed_fresh_event_is_accepted_and_parsed() -> None:
 
 
 def test_our_signature_matches_an_independent_hmac() -> None:
-    body = encode(event())
+    body = encode(fresh())
     assert sign_body(SECRET, body) == sign(body)
     assert sign_body(SecretStr(SECRET), body) == sign(body)
 
 
 def test_missing_header() -> None:
-    body, _ = signed(event())
+    body, _ = signed(fresh())
     for header in (None, "", "   "):
         error = rejected(body, header)
         assert error.reason is Rejection.MISSING_HEADER
@@ -51,7 +58,7 @@ def test_missing_header() -> None:
 
 
 def test_wrong_scheme() -> None:
-    body, header = signed(event())
+    body, header = signed(fresh())
     digest = header.removeprefix("sha256=")
     for wrong in (digest, f"sha1={digest}", f"sha512={digest}", f"hmac {digest}"):
         error = rejected(body, wrong)
@@ -60,7 +67,7 @@ def test_wrong_scheme() -> None:
 
 
 def test_bad_hmac() -> None:
-    body, _ = signed(event())
+    body, _ = signed(fresh())
     error = rejected(body, sign(body, "whs-some-other-secret"))
     assert error.reason is Rejection.BAD_SIGNATURE
     assert error.status == 401
@@ -69,7 +76,7 @@ def test_bad_hmac() -> None:
 
 
 def test_body_altered_by_one_byte() -> None:
-    body, header = signed(event())
+    body, header = signed(fresh())
     index = body.index(b'"Signed"') + 1
     altered = body[:index] + b"R" + body[index + 1 :]
     assert len(altered) == len(body) and altered != body
@@ -121,7 +128,7 @@ def test_malformed_json_without_a_valid_signature_is_not_parsed() -> None:
 
 def test_missing_or_non_integer_timestamp() -> None:
     for sent in (None, "1700000000", 1.7e9, True):
-        payload = event()
+        payload = fresh()
         payload["timestampSent"] = sent
         body, header = signed(payload)
         error = rejected(body, header)
@@ -131,17 +138,17 @@ def test_missing_or_non_integer_timestamp() -> None:
 
 def test_rotation_secret_is_accepted() -> None:
     both = [SecretStr(SECRET), SecretStr(OLD_SECRET)]
-    body, header = signed(event(), OLD_SECRET)
+    body, header = signed(fresh(), OLD_SECRET)
     verified = verify_delivery(body, header, both, now=NOW)
     assert verified.secret_index == 1
-    body, header = signed(event(), SECRET)
+    body, header = signed(fresh(), SECRET)
     assert verify_delivery(body, header, both, now=NOW).secret_index == 0
     # Without the rotation secret, the old one is refused.
-    assert rejected(*signed(event(), OLD_SECRET)).reason is Rejection.BAD_SIGNATURE
+    assert rejected(*signed(fresh(), OLD_SECRET)).reason is Rejection.BAD_SIGNATURE
 
 
 def test_only_the_form_dfns_sends_is_accepted() -> None:
-    body, header = signed(event())
+    body, header = signed(fresh())
     digest = header.removeprefix("sha256=")
     assert verify_signature(body, header, SECRETS) == 0
     for other in (f" sha256={digest}", f"SHA256={digest}"):
@@ -151,13 +158,13 @@ def test_only_the_form_dfns_sends_is_accepted() -> None:
 
 
 def test_no_secret_configured_is_a_programming_error() -> None:
-    body, header = signed(event())
+    body, header = signed(fresh())
     with pytest.raises(ValueError, match="at least one webhook secret"):
         verify_signature(body, header, [])
 
 
 def test_messages_never_quote_the_header_or_the_secret() -> None:
-    body, _ = signed(event())
+    body, _ = signed(fresh())
     forged = sign(body, "whs-forger")
     error = rejected(body, forged)
     assert forged not in str(error) and SECRET not in str(error)

@@ -1,0 +1,66 @@
+"""The engine's worker in the test's own process: the one body of every ``worker`` fixture.
+
+``tests/conftest.py`` wraps :func:`run_engine_worker` as the ``worker`` fixture; a test that
+needs the worker as a process it can kill uses :mod:`tests.support.worker_process` instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.downstream import SqliteLedger
+from tests.support.sandbox import EngineSandbox
+from worker import ENGINE_WORKFLOWS, LogContextInterceptor, engine_activities
+
+CALLBACK_SECRET = "test-callback-secret-0123456789"
+"""The ``default`` callback secret of the in-process worker (a test value, not a secret)."""
+
+
+@dataclass
+class RunningWorker:
+    """The in-process engine worker: its client, task queue and ``default`` ledger."""
+
+    client: Client
+    task_queue: str
+    ledger: SqliteLedger
+
+
+@asynccontextmanager
+async def run_engine_worker(
+    client: Client, sandbox: EngineSandbox, task_queue: str, directory: Path
+) -> AsyncIterator[RunningWorker]:
+    """The engine's workflows and real activities on ``task_queue``, faults cleared first.
+
+    Callbacks are signed with :data:`CALLBACK_SECRET`; the ``default`` ledger is a SQLite
+    file in ``directory``.
+    """
+    await sandbox.set_faults(
+        rate429=0.0, errorRate=0.0, dropAfterCommit=0, corruptSignatures=0, failSignatures=0
+    )
+    ledger = SqliteLedger(directory / "ledger.sqlite")
+    async with (
+        httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http,
+        httpx.AsyncClient(timeout=5) as callbacks,
+    ):
+        activities = engine_activities(
+            sandbox.dfns_client("engine", http),
+            callbacks,
+            callback_secrets={"default": SecretStr(CALLBACK_SECRET)},
+            ledgers={"default": ledger},
+        )
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=list(ENGINE_WORKFLOWS),
+            activities=activities,
+            interceptors=[LogContextInterceptor()],
+        ):
+            yield RunningWorker(client, task_queue, ledger)
