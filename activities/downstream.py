@@ -34,6 +34,7 @@ from pydantic import SecretStr
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import callback_failed
 from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import CallbackInput, DeliveryReceipt, LedgerInput
@@ -304,15 +305,9 @@ class DownstreamActivities:
         try:
             response = await self._http.post(spec.url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise ApplicationError(
-                f"callback to {spec.url} failed: {type(exc).__name__}", type=ids.ERR_DELIVERY_FAILED
-            ) from None
+            raise callback_failed(spec.url, error=exc) from None
         if not response.is_success:
-            raise ApplicationError(
-                f"callback to {spec.url} answered HTTP {response.status_code}; retrying",
-                {"status": response.status_code},
-                type=ids.ERR_DELIVERY_FAILED,
-            )
+            raise callback_failed(spec.url, status=response.status_code)
         attempt = activity.info().attempt
         _log.info(
             "callback.delivered",

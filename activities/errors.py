@@ -31,12 +31,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from signgate import ids
 from signgate.dfns.errors import (
     DfnsAPIError,
     DfnsConflictError,
+    DfnsConnectionError,
     DfnsError,
     DfnsInvalidRequestError,
     DfnsRateLimitError,
@@ -45,7 +47,15 @@ from signgate.dfns.errors import (
     DfnsUserActionError,
 )
 
-__all__ = ["dfns_errors", "is_retryable_status", "to_application_error"]
+__all__ = [
+    "callback_failed",
+    "conflict_without_duplicate",
+    "dfns_errors",
+    "is_decision_conflict",
+    "is_retryable_status",
+    "submit_error",
+    "to_application_error",
+]
 
 _STATUS_TYPES = {
     400: ids.ERR_INVALID_REQUEST,
@@ -118,3 +128,62 @@ def dfns_errors(action: str) -> Iterator[None]:
         yield
     except DfnsError as exc:
         raise to_application_error(exc, action=action) from None
+
+
+def submit_error(exc: DfnsError, *, target: str, idempotent: bool) -> ApplicationError:
+    """The error for a failed submit to ``target``.
+
+    An idempotent submit (one carrying an ``externalId``) follows :func:`to_application_error`.
+    A legacy public-key submit has no idempotency key, so a retry could create a second
+    request: it is retried only when the request surely never reached Dfns (the connection
+    was refused, or Dfns answered 429), and any other retryable failure becomes
+    ``SubmitOutcomeUnknown``, which the workflow waits on until its caller resolves it.
+    """
+    error = to_application_error(exc, action=f"submit to {target}")
+    if idempotent or error.non_retryable:
+        return error
+    never_sent = isinstance(exc, DfnsConnectionError) and isinstance(
+        exc.__cause__, httpx.ConnectError
+    )
+    if isinstance(exc, DfnsRateLimitError) or never_sent:
+        return error
+    return ApplicationError(
+        f"{error.message}; not retried: legacy public keys have no idempotency key, so a "
+        "retry could create a second request. Check Dfns for this hash, then resolve the "
+        "workflow's submit (signgate resolve)",
+        {"cause_type": error.type},
+        type=ids.ERR_SUBMIT_UNKNOWN,
+        non_retryable=True,
+    )
+
+
+def conflict_without_duplicate(
+    exc: DfnsConflictError, *, external_id: str | None
+) -> ApplicationError:
+    """A 409 that does not name the request it conflicts with: nothing to adopt or retry."""
+    return ApplicationError(
+        f"Dfns answered 409 for externalId {external_id!r} without naming the existing "
+        f"request ({exc})",
+        type=ids.ERR_CONFLICT,
+        non_retryable=True,
+    )
+
+
+def is_decision_conflict(exc: DfnsAPIError) -> bool:
+    """Whether a refused approval decision may mean someone else decided first (400/409)."""
+    return exc.status in (400, 409)
+
+
+def callback_failed(
+    url: str, *, error: httpx.HTTPError | None = None, status: int | None = None
+) -> ApplicationError:
+    """A downstream callback that did not get a 2xx: always retried (the receiver may recover)."""
+    if error is not None:
+        return ApplicationError(
+            f"callback to {url} failed: {type(error).__name__}", type=ids.ERR_DELIVERY_FAILED
+        )
+    return ApplicationError(
+        f"callback to {url} answered HTTP {status}; retrying",
+        {"status": status},
+        type=ids.ERR_DELIVERY_FAILED,
+    )

@@ -17,10 +17,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import dfns_errors, to_application_error
+from activities.errors import (
+    conflict_without_duplicate,
+    dfns_errors,
+    is_decision_conflict,
+    submit_error,
+    to_application_error,
+)
 from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import (
@@ -32,13 +37,7 @@ from signgate.contracts import (
     SubmitInput,
 )
 from signgate.dfns.client import DfnsClient, SigningTarget
-from signgate.dfns.errors import (
-    DfnsAPIError,
-    DfnsConflictError,
-    DfnsConnectionError,
-    DfnsError,
-    DfnsRateLimitError,
-)
+from signgate.dfns.errors import DfnsAPIError, DfnsConflictError, DfnsError
 from signgate.dfns.models import Approval, SignatureRequestView
 from signgate.dfns.requests import ApprovalDecisionRequest, SignatureRequestBody, to_wire
 from signgate.logs import get_logger
@@ -120,9 +119,15 @@ class SigningActivities:
         try:
             view = await self._dfns.submit(target, request)
         except DfnsConflictError as exc:
-            view = await self._resolve_conflict(target, request, exc)
+            if exc.duplicate_id is None:
+                raise conflict_without_duplicate(exc, external_id=request.external_id) from None
+            view = await self._resolve_conflict(target, request, exc.duplicate_id)
         except DfnsError as exc:
-            raise self._submit_error(target, exc) from None
+            raise submit_error(
+                exc,
+                target=f"{target.kind} {target.id}",
+                idempotent=target.kind != "public-key",
+            ) from None
         _log.info(
             "signature.submitted",
             signature_id=view.id,
@@ -133,16 +138,8 @@ class SigningActivities:
         return slim(view)
 
     async def _resolve_conflict(
-        self, target: SigningTarget, request: SignatureRequestBody, exc: DfnsConflictError
+        self, target: SigningTarget, request: SignatureRequestBody, duplicate: str
     ) -> SignatureRequestView:
-        duplicate = exc.duplicate_id
-        if duplicate is None:
-            raise ApplicationError(
-                f"Dfns answered 409 for externalId {request.external_id!r} without naming the "
-                "existing request",
-                type=ids.ERR_CONFLICT,
-                non_retryable=True,
-            ) from None
         with dfns_errors(f"fetch duplicate {duplicate}"):
             view = await self._dfns.fetch(target, duplicate)
         if view.external_id != request.external_id or not same_request(request, view.request_body):
@@ -156,26 +153,6 @@ class SigningActivities:
         _log.info("signature.conflict_resolved", signature_id=view.id)
         return view
 
-    @staticmethod
-    def _submit_error(target: SigningTarget, exc: DfnsError) -> ApplicationError:
-        error = to_application_error(exc, action=f"submit to {target.kind} {target.id}")
-        if target.kind != "public-key" or error.non_retryable:
-            return error
-        # G1 has no externalId: only retry when the request surely did not get through.
-        connect_failed = isinstance(exc, DfnsConnectionError) and isinstance(
-            exc.__cause__, httpx.ConnectError
-        )
-        if isinstance(exc, DfnsRateLimitError) or connect_failed:
-            return error
-        return ApplicationError(
-            f"{error.message}; not retried: legacy public keys have no idempotency key, so a "
-            "retry could create a second request. Check Dfns for this hash, then resolve the "
-            "workflow's submit (signgate resolve)",
-            {"cause_type": error.type},
-            type=ids.ERR_SUBMIT_UNKNOWN,
-            non_retryable=True,
-        )
-
     @api.DENY_APPROVAL.implements
     async def deny_own_approval(self, input: DenyApprovalInput) -> DenialResult:
         """Deny the engine's own pending approval; an approval already decided is reported."""
@@ -187,7 +164,7 @@ class SigningActivities:
         try:
             approval = await self._dfns.create_approval_decision(input.approval_id, body)
         except DfnsAPIError as exc:
-            if exc.status not in (400, 409):
+            if not is_decision_conflict(exc):
                 raise to_application_error(exc, action=f"deny {input.approval_id}") from None
             # Decided by someone else between the read and the decision?
             with dfns_errors(f"read approval {input.approval_id}"):

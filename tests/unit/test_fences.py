@@ -1,0 +1,183 @@
+"""Each boundary fires on the breach it exists for, and the shipped code holds them all.
+
+Two kinds of fence: the import lists in the ``ruff.toml`` of ``workflows/``,
+``signgate/dfns/`` and ``signgate/sandbox/`` (checked by running ruff on a probe file placed
+in that directory), and the syntax-tree rules of ``tools/fences.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tools import fences
+
+ROOT = Path(__file__).resolve().parents[2]
+RUFF = Path(sys.executable).parent / "ruff"
+
+
+@pytest.fixture
+def probe() -> Iterator[list[Path]]:
+    """Probe files written into the source tree; removed afterwards whatever happens."""
+    made: list[Path] = []
+    yield made
+    for path in made:
+        path.unlink(missing_ok=True)
+
+
+IMPORT_FENCES = [
+    ("workflows", "import httpx"),
+    ("workflows", "from signgate.dfns.client import DfnsClient"),
+    ("workflows", "from signgate.dfns.auth import CredentialSigner"),
+    ("workflows", "from activities.signing import SigningActivities"),
+    ("workflows", "import signgate.webhook"),
+    ("workflows", "from signgate.sandbox import server"),
+    ("workflows", "import structlog"),
+    ("signgate/dfns", "import temporalio"),
+    ("signgate/dfns", "from temporalio.exceptions import ApplicationError"),
+    ("signgate/dfns", "import activities.errors"),
+    ("signgate/dfns", "from signgate.sandbox import db"),
+    ("signgate/sandbox", "from signgate.dfns.client import DfnsClient"),
+    ("signgate/sandbox", "import temporalio"),
+    ("signgate/sandbox", "import workflows.signature"),
+]
+
+
+@pytest.mark.parametrize(("directory", "statement"), IMPORT_FENCES)
+def test_an_import_across_a_fence_fails_the_lint(
+    directory: str, statement: str, probe: list[Path]
+) -> None:
+    path = ROOT / directory / f"_fence_probe_{uuid.uuid4().hex[:8]}.py"
+    probe.append(path)
+    path.write_text(f'"""Probe."""\n\n{statement}\n')
+    result = subprocess.run(  # noqa: S603 - the venv's ruff on our own probe file
+        [str(RUFF), "check", "--no-cache", "--select", "TID251", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "TID251" in result.stdout
+
+
+def test_the_same_imports_are_allowed_where_they_belong(probe: list[Path]) -> None:
+    path = ROOT / "activities" / f"_fence_probe_{uuid.uuid4().hex[:8]}.py"
+    probe.append(path)
+    path.write_text(
+        '"""Probe."""\n\nimport httpx\nimport temporalio\n'
+        "from signgate.dfns.client import DfnsClient\n\n"
+        "__all__ = ['DfnsClient', 'httpx', 'temporalio']\n"
+    )
+    result = subprocess.run(  # noqa: S603 - the venv's ruff on our own probe file
+        [str(RUFF), "check", "--no-cache", "--select", "TID251", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def _breaches(path: str, source: str) -> list[str]:
+    return [b.rule for b in fences.check_source(Path(path), textwrap.dedent(source))]
+
+
+def test_an_activity_that_maps_a_dfns_error_itself_is_caught() -> None:
+    source = """
+        async def submit(self):
+            try:
+                await self._dfns.submit()
+            except DfnsError as exc:
+                raise ApplicationError(str(exc), non_retryable=True) from None
+    """
+    assert _breaches("activities/signing.py", source) == ["dfns-error-mapping"]
+    assert _breaches("activities/errors.py", source) == []
+
+
+def test_reading_a_dfns_errors_status_or_cause_outside_the_mapper_is_caught() -> None:
+    source = """
+        def _retryable(exc: DfnsConnectionError) -> bool:
+            return isinstance(exc.__cause__, httpx.ConnectError)
+
+        async def deny(self):
+            try:
+                approval = await self._dfns.decide()
+            except DfnsAPIError as exc:
+                if exc.status == 409:
+                    return approval.status
+    """
+    assert _breaches("activities/signing.py", source) == ["dfns-error-mapping"] * 2
+
+
+def test_an_httpx_error_mapped_outside_the_mapper_is_caught() -> None:
+    source = """
+        async def deliver(self):
+            try:
+                await self._http.post(url)
+            except (httpx.HTTPError, OSError):
+                raise ApplicationError("callback failed")
+    """
+    assert _breaches("activities/downstream.py", source) == ["dfns-error-mapping"]
+
+
+def test_an_unrelated_attribute_named_status_is_not_a_breach() -> None:
+    source = """
+        async def deny(self):
+            try:
+                approval = await self._dfns.decide()
+            except DfnsAPIError as exc:
+                if is_decision_conflict(exc):
+                    return approval.status
+                raise to_application_error(exc, action="deny") from None
+    """
+    assert _breaches("activities/signing.py", source) == []
+
+
+def test_a_retry_policy_or_activity_call_outside_the_declarations_is_caught() -> None:
+    source = """
+        from temporalio import workflow
+        from temporalio.common import RetryPolicy
+
+        async def run(self):
+            return await workflow.execute_activity(
+                "submit", retry_policy=RetryPolicy(maximum_attempts=3)
+            )
+    """
+    assert sorted(_breaches("workflows/signature.py", source)) == ["one-retry-rule"] * 2
+    assert _breaches("signgate/activity_api.py", source) == []
+
+
+def test_an_extras_package_imported_outside_its_part_is_caught() -> None:
+    source = "import jsonschema\nfrom jsonschema.exceptions import ValidationError\n"
+    assert _breaches("signgate/webhook/app.py", source) == ["extra-imports"] * 2
+    assert _breaches("signgate/sandbox/validation.py", source) == []
+
+
+def test_a_test_module_that_reads_the_clock_at_import_is_caught() -> None:
+    source = """
+        import time
+        from datetime import datetime
+
+        NOW = time.time()
+        STARTED = datetime.now()
+
+        class Case:
+            at = time.monotonic()
+
+        def test_fresh(later=time.time()):
+            assert time.time() >= NOW
+            stamp = lambda: datetime.now()
+    """
+    assert _breaches("tests/webhook/test_verify.py", source) == ["clock-at-import"] * 4
+    assert _breaches("signgate/webhook/verify.py", source) == []
+
+
+def test_the_shipped_code_holds_every_fence() -> None:
+    assert [str(b) for b in fences.check_tree(ROOT)] == []

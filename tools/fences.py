@@ -1,0 +1,266 @@
+"""The boundaries ruff's banned-import lists cannot express, checked on the syntax tree.
+
+Run by ``make lint`` (``python -m tools.fences``); exits 1 and prints ``path:line: rule``
+for every breach. The import fences (what each layer may import) live in the ``ruff.toml``
+of ``workflows/``, ``signgate/dfns/`` and ``signgate/sandbox/``; ARCHITECTURE.md lists them.
+
+Rules:
+
+``dfns-error-mapping``
+    Only ``activities/errors.py`` turns a Dfns or HTTP error into an ``ApplicationError``:
+    elsewhere under ``activities/``, an ``except`` clause that catches a ``Dfns*Error`` or an
+    ``httpx`` error, or a function that takes one as a parameter, builds no
+    ``ApplicationError`` and reads no ``__cause__`` or ``status``. One table then decides
+    which failures are retried.
+``extra-imports``
+    A package that only an extra installs is imported only by the part that extra is for:
+    ``jsonschema`` (extra ``sandbox``) under ``signgate/sandbox/``. The production install
+    (``pip install signgate``) then imports everything it ships.
+``clock-at-import`` (tests only)
+    No test module reads the clock while it is imported (a module-level ``time.time()``,
+    ``time.monotonic()``, ``datetime.now()``...): a suite that takes minutes to reach the
+    test would see a stale "now". Read it inside the test.
+``one-retry-rule``
+    ``RetryPolicy`` is built, and activities are started, only in
+    ``signgate/activity_api.py``: the retry rule ("a retryable error never decides an
+    outcome") has one place in code.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+ERROR_MAPPER = Path("activities/errors.py")
+ACTIVITY_API = Path("signgate/activity_api.py")
+CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
+"""What the rules read: the shipped code, and the tests for the rule about them."""
+
+_DFNS_ERROR = re.compile(r"^Dfns\w*Error$")
+_STARTS_ACTIVITY = {"start_activity", "execute_activity", "execute_local_activity"}
+_START_ACTIVITY_OWNERS = {"workflow"}
+
+
+@dataclass(frozen=True)
+class Breach:
+    path: Path
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.rule}: {self.message}"
+
+
+def _names(node: ast.expr | None) -> Iterator[str]:
+    """The dotted names an ``except`` clause or an annotation mentions."""
+    if node is None:
+        return
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            yield sub.id
+        elif isinstance(sub, ast.Attribute) and isinstance(sub.value, ast.Name):
+            yield f"{sub.value.id}.{sub.attr}"
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+            yield from re.findall(r"[\w.]+", sub.value)
+
+
+def _is_transport_error(name: str) -> bool:
+    return bool(_DFNS_ERROR.match(name.rsplit(".", 1)[-1])) or name.startswith("httpx.")
+
+
+def _called_name(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _mapping_breaches(
+    path: Path, body: Iterable[ast.AST], error: str | None, why: str
+) -> Iterator[Breach]:
+    for stmt in body:
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.Call) and _called_name(node) == "ApplicationError":
+                yield Breach(
+                    path,
+                    node.lineno,
+                    "dfns-error-mapping",
+                    f"ApplicationError built from {why}; map it in {ERROR_MAPPER}",
+                )
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr in ("__cause__", "status")
+                and isinstance(node.value, ast.Name)
+                and node.value.id == error
+            ):
+                yield Breach(
+                    path,
+                    node.lineno,
+                    "dfns-error-mapping",
+                    f"reads .{node.attr} of {why}; decide on it in {ERROR_MAPPER}",
+                )
+
+
+def check_error_mapping(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``dfns-error-mapping`` for one module under ``activities/``."""
+    if path == ERROR_MAPPER or path.parts[0] != "activities":
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ExceptHandler):
+            caught = [n for n in _names(node.type) if _is_transport_error(n)]
+            if caught:
+                yield from _mapping_breaches(path, node.body, node.name, f"a caught {caught[0]}")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args.posonlyargs + node.args.args + node.args.kwonlyargs
+            for arg in args:
+                typed = [n for n in _names(arg.annotation) if _is_transport_error(n)]
+                if typed:
+                    why = f"a {typed[0]} parameter"
+                    yield from _mapping_breaches(path, node.body, arg.arg, why)
+
+
+def check_retry_rule(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``one-retry-rule`` for one module."""
+    if path == ACTIVITY_API or path.parts[0] == "tests":
+        return
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = _called_name(node)
+        if name == "RetryPolicy":
+            yield Breach(
+                path,
+                node.lineno,
+                "one-retry-rule",
+                f"RetryPolicy built outside {ACTIVITY_API}: declare the policy there",
+            )
+        elif (
+            name in _STARTS_ACTIVITY
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in _START_ACTIVITY_OWNERS
+        ):
+            yield Breach(
+                path,
+                node.lineno,
+                "one-retry-rule",
+                f"workflow.{name} outside {ACTIVITY_API}: call the activity's ref (.run/.start)",
+            )
+
+
+EXTRA_ONLY = {"jsonschema": Path("signgate/sandbox")}
+"""Packages of an optional extra, and the one directory that may import each."""
+
+
+def check_extra_imports(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``extra-imports`` for one module."""
+    if path.parts[0] == "tests":
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            top = module.split(".", 1)[0]
+            home = EXTRA_ONLY.get(top)
+            if home is not None and home not in path.parents:
+                yield Breach(
+                    path,
+                    node.lineno,
+                    "extra-imports",
+                    f"{top} comes with an optional extra and may be imported only under {home}/",
+                )
+
+
+_CLOCK_READS = {"time", "monotonic", "perf_counter", "now", "utcnow", "today", "time_ns"}
+_CLOCK_OWNERS = {"time", "datetime", "date"}
+
+
+def _import_time_nodes(tree: ast.Module) -> Iterator[ast.AST]:
+    """The nodes Python runs while importing the module: not function bodies or lambdas."""
+    pending: list[ast.AST] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            pending.extend(node.decorator_list)
+            pending.extend(d for d in node.args.defaults + node.args.kw_defaults if d)
+            continue
+        if isinstance(node, ast.Lambda):
+            continue
+        yield node
+        pending.extend(ast.iter_child_nodes(node))
+
+
+def check_clock_at_import(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``clock-at-import`` for one test module."""
+    if path.parts[0] != "tests" or not isinstance(tree, ast.Module):
+        return
+    for node in _import_time_nodes(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in _CLOCK_READS
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id in _CLOCK_OWNERS
+        ):
+            yield Breach(
+                path,
+                node.lineno,
+                "clock-at-import",
+                f"{node.func.value.id}.{node.func.attr}() runs at import; read the clock inside "
+                "the test (or use a fixed instant)",
+            )
+
+
+RULES = (check_error_mapping, check_retry_rule, check_extra_imports, check_clock_at_import)
+
+
+def check_source(path: Path, source: str) -> list[Breach]:
+    """Every breach in one module; ``path`` is relative to the repository root."""
+    tree = ast.parse(source, filename=str(path))
+    return [breach for rule in RULES for breach in rule(path, tree)]
+
+
+def _modules(root: Path) -> Iterator[Path]:
+    for entry in CHECKED:
+        target = root / entry
+        if target.is_file():
+            yield target
+        else:
+            yield from sorted(target.rglob("*.py"))
+
+
+def check_tree(root: Path = ROOT) -> list[Breach]:
+    """Every breach in the shipped code under ``root``."""
+    breaches: list[Breach] = []
+    for module in _modules(root):
+        relative = module.relative_to(root)
+        breaches.extend(check_source(relative, module.read_text(encoding="utf-8")))
+    return breaches
+
+
+def main() -> int:
+    breaches = check_tree()
+    for breach in breaches:
+        print(breach)
+    if breaches:
+        print(f"{len(breaches)} fence breach(es); see tools/fences.py and ARCHITECTURE.md")
+        return 1
+    print("fences: all hold")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
