@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -57,6 +58,7 @@ __all__ = [
     "pid_alive",
     "print_table",
     "read_stack",
+    "require_sandbox_extra",
     "uses_temporal",
 ]
 
@@ -72,6 +74,16 @@ class CommandError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+def require_sandbox_extra(command: str) -> None:
+    """Refuse ``command`` with an install hint when the sandbox's dependencies are missing."""
+    if importlib.util.find_spec("jsonschema") is None:
+        raise CommandError(
+            f"{command} runs the Dfns sandbox, which needs signgate's `sandbox` extra (jsonschema, "
+            "for Dfns's request schemas): pip install 'signgate[sandbox]', or 'signgate[local]' "
+            "for signgate dev and the demo"
+        )
 
 
 def uses_temporal(args: argparse.Namespace) -> None:

