@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import coincurve
 import httpx
 import pytest
 
 from signgate.sandbox.config import SandboxSettings
 from signgate.sandbox.server import SandboxServer
 from tests.support.credentials import Credentials, Identity, compact
+from tests.unit.crypto import reference
 
 ORG_FILE = Path(__file__).with_name("org.toml")
 
@@ -28,13 +28,11 @@ ORG_FILE = Path(__file__).with_name("org.toml")
 def recover(digest: bytes, signature: dict[str, Any]) -> bytes:
     """The compressed secp256k1 key an ECDSA ``{r, s, recid}`` over ``digest`` recovers to.
 
-    ``coincurve`` (libsecp256k1), not the sandbox's signing code, does the recovery.
+    The pure-Python reference (:mod:`tests.unit.crypto.reference`) does the recovery, not
+    libsecp256k1: the sandbox signs with libsecp256k1, and a judge must not share its code.
     """
-    r, s = (bytes.fromhex(signature[n].removeprefix("0x")) for n in ("r", "s"))
-    key = coincurve.PublicKey.from_signature_and_message(
-        r + s + bytes([signature["recid"]]), digest, hasher=None
-    )
-    return bytes(key.format(compressed=True))
+    r, s = (int(signature[n].removeprefix("0x"), 16) for n in ("r", "s"))
+    return reference.ecdsa_recover(digest, r, s, int(signature["recid"]), compressed=True)
 
 
 class Dfns:

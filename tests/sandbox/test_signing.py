@@ -1,5 +1,6 @@
 """Keys, wallets and signature requests over HTTP; every signature is checked with
-libraries other than signgate.crypto (coincurve, cryptography, pycryptodome's Keccak)."""
+code other than the sandbox's: the pure-Python secp256k1 reference under tests/unit/crypto
+(the sandbox signs with libsecp256k1), cryptography and pycryptodome's Keccak."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import json
 from importlib import resources
 from typing import Any
 
-import coincurve
 import pytest
 from Crypto.Hash import keccak
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema import Draft202012Validator
 
 from tests.sandbox.helpers import Dfns, recover
+from tests.unit.crypto import reference
 
 HASH = "0x" + hashlib.sha256(b"signgate").hexdigest()
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -107,15 +108,14 @@ def test_keys_and_wallets_in_dfns_shapes(dfns: Dfns) -> None:
     assert_valid("wallet", wallet)
     assert wallet["tags"] == ["treasury"]
     # The EVM address is keccak of the uncompressed public key, last 20 bytes.
-    point = coincurve.PublicKey(unhex(key["publicKey"])).format(compressed=False)
+    point = reference.secp256k1_normalize_public_key(unhex(key["publicKey"]), compressed=False)
     assert wallet["address"] == "0x" + keccak256(point[1:])[12:].hex()
     solana = dfns.get(f"/wallets/{dfns.wallet_id('ed')}").json()
     assert solana["network"] == "Solana" and len(solana["address"]) in (43, 44)
     taproot = dfns.get(f"/wallets/{dfns.wallet_id('taproot')}").json()
-    internal = coincurve.PublicKey(unhex(dfns.key("taproot")["publicKey"])).format()[1:]
-    output = coincurve.PublicKeyXOnly(internal)
-    output.tweak_add(_tap_tweak(internal, b""))
-    assert taproot["address"] == bech32m_address("tb", output.format())
+    internal = reference.secp256k1_normalize_public_key(unhex(dfns.key("taproot")["publicKey"]))[1:]
+    output, _parity = reference.taproot_tweak_public_key(internal, b"")
+    assert taproot["address"] == bech32m_address("tb", output)
     missing = dfns.get("/keys/key-xxxxx-xxxxx-xxxxxxxxxxxxxxxx")
     assert missing.status_code == 404
     assert missing.json()["error"]["status"] == 404
@@ -230,21 +230,15 @@ def bech32m_address(hrp: str, program: bytes) -> str:
     return hrp + "1" + "".join(charset[d] for d in data + checksum)
 
 
-def _tap_tweak(xonly: bytes, root: bytes) -> bytes:
-    tag = hashlib.sha256(b"TapTweak").digest()
-    return hashlib.sha256(tag + tag + xonly + root).digest()
-
-
 @pytest.mark.parametrize("root", ["", "0x" + "42" * 32])
 def test_schnorr_hash_bip340_with_taproot_tweak(dfns: Dfns, root: str) -> None:
     body = {"kind": "Hash", "hash": HASH, "taprootMerkleRoot": root}
     signature = signed(dfns, "taproot", body)["signature"]
-    internal = coincurve.PublicKey(unhex(dfns.key("taproot")["publicKey"])).format()[1:]
-    output = coincurve.PublicKeyXOnly(internal)
-    output.tweak_add(_tap_tweak(internal, unhex(root)))
+    internal = reference.secp256k1_normalize_public_key(unhex(dfns.key("taproot")["publicKey"]))[1:]
+    output, _parity = reference.taproot_tweak_public_key(internal, unhex(root))
     sig64 = unhex(signature["r"]) + unhex(signature["s"])
-    assert output.verify(sig64, unhex(HASH))
-    assert not coincurve.PublicKeyXOnly(internal).verify(sig64, unhex(HASH))
+    assert reference.schnorr_verify(output, unhex(HASH), sig64)
+    assert not reference.schnorr_verify(internal, unhex(HASH), sig64)
 
 
 def test_schnorr_hash_needs_taproot_merkle_root(dfns: Dfns) -> None:
@@ -379,11 +373,8 @@ def test_legacy_public_key_signatures_g1(dfns: Dfns) -> None:
 def test_taproot_helpers_match_the_bip86_vector() -> None:
     # BIP-86's first test vector (m/86'/0'/0'/0/0).
     internal = bytes.fromhex("cc8a4bc64d897bddc5fbc2f670f7a8ba0b386779106cf1223c6fc5d7cd6fc115")
-    output = coincurve.PublicKeyXOnly(internal)
-    output.tweak_add(_tap_tweak(internal, b""))
-    assert output.format().hex() == (
-        "a60869f0dbcf1dc659c9cecbaf8050135ea9e8cdc487053f1dc6880949dc684c"
-    )
-    assert bech32m_address("bc", output.format()) == (
+    output, _parity = reference.taproot_tweak_public_key(internal, b"")
+    assert output.hex() == ("a60869f0dbcf1dc659c9cecbaf8050135ea9e8cdc487053f1dc6880949dc684c")
+    assert bech32m_address("bc", output) == (
         "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
     )
