@@ -40,6 +40,7 @@ from signgate.dfns.requests import (  # noqa: E402
     TransactionRequest,
     to_wire,
 )
+from tests.support import vectors  # noqa: E402
 from tests.unit.crypto import reference  # noqa: E402
 
 SECRET = hashlib.sha256(b"bench key").digest()
@@ -53,27 +54,7 @@ CURVE_FUNCTIONS = (
     "schnorr_verify",
 )
 # The EIP-712 example from the EIP ("Ether Mail"), in Dfns's shape.
-MAIL = {
-    "types": {
-        "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
-        "Mail": [
-            {"name": "from", "type": "Person"},
-            {"name": "to", "type": "Person"},
-            {"name": "contents", "type": "string"},
-        ],
-    },
-    "domain": {
-        "name": "Ether Mail",
-        "version": "1",
-        "chainId": 1,
-        "verifyingContract": "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC",
-    },
-    "message": {
-        "from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
-        "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
-        "contents": "Hello, Bob!",
-    },
-}
+MAIL, _MAIL_DIGEST = vectors.ether_mail()
 # The unsigned EIP-1559 transaction of Dfns's "Transaction" request example.
 UNSIGNED_TX = bytes.fromhex(
     "02e783aa36a71603850cbab1770382520894e5a2ebc128e262ab1e3bd02bffbe16911adfbffb0180c0"

@@ -15,34 +15,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from jsonschema import Draft202012Validator
 
 from tests.sandbox.helpers import Dfns, recover
+from tests.support import vectors
 from tests.unit.crypto import reference
 
 HASH = "0x" + hashlib.sha256(b"signgate").hexdigest()
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
-# EIP-712's own example (eips.ethereum.org/EIPS/eip-712, "Mail"): its digest is published.
-MAIL_TYPED_DATA: dict[str, Any] = {
-    "types": {
-        "Person": [{"name": "name", "type": "string"}, {"name": "wallet", "type": "address"}],
-        "Mail": [
-            {"name": "from", "type": "Person"},
-            {"name": "to", "type": "Person"},
-            {"name": "contents", "type": "string"},
-        ],
-    },
-    "domain": {
-        "name": "Ether Mail",
-        "version": "1",
-        "chainId": 1,
-        "verifyingContract": "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC",
-    },
-    "message": {
-        "from": {"name": "Cow", "wallet": "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826"},
-        "to": {"name": "Bob", "wallet": "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB"},
-        "contents": "Hello, Bob!",
-    },
-}
-MAIL_DIGEST = "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2"
+# EIP-712's own example ("Ether Mail"): its digest is published.
+MAIL_TYPED_DATA, MAIL_DIGEST = vectors.ether_mail()
 
 
 def keccak256(data: bytes) -> bytes:
