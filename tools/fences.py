@@ -16,6 +16,9 @@ Rules:
     A package that only an extra installs is imported only by the part that extra is for:
     ``jsonschema`` (extra ``sandbox``) under ``signgate/sandbox/``. The production install
     (``pip install signgate``) then imports everything it ships.
+``caller-imports``
+    ``signgate/client.py``, the API a caller's process imports, imports no workflow,
+    activity, worker or sandbox code: a caller runs no worker and needs none of it.
 ``clock-at-import`` (tests only)
     No test module reads the clock while it is imported (a module-level ``time.time()``,
     ``time.monotonic()``, ``datetime.now()``...): a suite that takes minutes to reach the
@@ -184,6 +187,39 @@ def check_extra_imports(path: Path, tree: ast.AST) -> Iterator[Breach]:
                 )
 
 
+CALLER_API = Path("signgate/client.py")
+_CALLER_BANNED = ("workflows", "activities", "worker", "signgate.sandbox")
+
+
+def check_caller_imports(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``caller-imports`` for ``signgate/client.py``."""
+    if path != CALLER_API:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            modules = [node.module]
+        else:
+            continue
+        for module in modules:
+            banned = next(
+                (
+                    b
+                    for b in _CALLER_BANNED
+                    if module.split(".")[: b.count(".") + 1] == b.split(".")
+                ),
+                None,
+            )
+            if banned is not None:
+                yield Breach(
+                    path,
+                    node.lineno,
+                    "caller-imports",
+                    f"{module}: the caller's API must not import {banned} (callers run no worker)",
+                )
+
+
 _CLOCK_READS = {"time", "monotonic", "perf_counter", "now", "utcnow", "today", "time_ns"}
 _CLOCK_OWNERS = {"time", "datetime", "date"}
 
@@ -224,7 +260,13 @@ def check_clock_at_import(path: Path, tree: ast.AST) -> Iterator[Breach]:
             )
 
 
-RULES = (check_error_mapping, check_retry_rule, check_extra_imports, check_clock_at_import)
+RULES = (
+    check_error_mapping,
+    check_retry_rule,
+    check_extra_imports,
+    check_caller_imports,
+    check_clock_at_import,
+)
 
 
 def check_source(path: Path, source: str) -> list[Breach]:

@@ -160,6 +160,13 @@ def test_an_extras_package_imported_outside_its_part_is_caught() -> None:
     assert _breaches("signgate/sandbox/validation.py", source) == []
 
 
+def test_the_callers_api_importing_engine_code_is_caught() -> None:
+    source = "from workflows.signature import SignatureWorkflow\nimport activities.signing\n"
+    source += "from signgate.sandbox.server import SandboxServer\nimport signgate.contracts\n"
+    assert _breaches("signgate/client.py", source) == ["caller-imports"] * 3
+    assert _breaches("signgate/commands/sign.py", source) == []
+
+
 def test_a_test_module_that_reads_the_clock_at_import_is_caught() -> None:
     source = """
         import time
