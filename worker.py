@@ -12,7 +12,9 @@ environment only:
 Logs are structlog JSON (or console on a TTY) with the workflow's or activity's context on
 every line. SIGTERM or SIGINT stops polling, lets running activities finish for
 ``SIGNGATE_SHUTDOWN_GRACE_SECONDS`` and exits. With ``SIGNGATE_METRICS_PORT`` set, the
-Temporal runtime serves Prometheus metrics on ``SIGNGATE_METRICS_HOST:port/metrics``.
+Temporal runtime serves Prometheus metrics on ``SIGNGATE_METRICS_HOST:port/metrics``:
+Temporal's own and signgate's (:mod:`signgate.metrics`), every Dfns HTTP call counted by
+the client's :class:`~activities.metering.MeteredTransport`.
 
 Secrets stay here: the Dfns client (token, credential key) and the callback secrets are
 built into the activity objects; workflow inputs only ever name them.
@@ -41,14 +43,17 @@ from temporalio.worker import (
 )
 
 from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
+from activities.metering import MeteredTransport
 from activities.payout import build_evm_transfer
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
+from signgate.metrics import histogram_overrides
 from signgate.settings import Settings, SettingsError
 from signgate.temporal_client import connect_temporal
+from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -56,12 +61,14 @@ __all__ = [
     "ENGINE_WORKFLOWS",
     "LogContextInterceptor",
     "build_dfns_client",
+    "build_dfns_http",
+    "build_runtime",
     "engine_activities",
     "main",
     "run_worker",
 ]
 
-ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow)
+ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow)
 """Every workflow the engine's worker runs."""
 
 _log = get_logger("signgate.worker")
@@ -140,7 +147,26 @@ def build_runtime(settings: Settings) -> Runtime | None:
     if settings.metrics_port is None:
         return None
     address = f"{settings.metrics_host}:{settings.metrics_port}"
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address)))
+    prometheus = PrometheusConfig(
+        bind_address=address, histogram_bucket_overrides=histogram_overrides()
+    )
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+
+
+def build_dfns_http(settings: Settings, runtime: Runtime | None = None) -> httpx.AsyncClient:
+    """The one HTTP client of every Dfns call, each call counted (``signgate_dfns_calls_total``).
+
+    Calls made inside an activity count on its meter; others on ``runtime``'s, if given.
+    """
+    base = httpx.URL(settings.dfns_base_url)
+    transport = MeteredTransport(
+        httpx.AsyncHTTPTransport(),
+        base_path=base.path,
+        fallback=runtime.metric_meter if runtime is not None else None,
+    )
+    return httpx.AsyncClient(
+        base_url=base, timeout=httpx.Timeout(settings.dfns_timeout_seconds), transport=transport
+    )
 
 
 async def run_worker(
@@ -151,14 +177,14 @@ async def run_worker(
     ready: Callable[[], None] | None = None,
 ) -> None:
     """Run the worker until ``stop`` is set, then shut it down gracefully."""
-    timeout = httpx.Timeout(settings.dfns_timeout_seconds)
+    runtime = build_runtime(settings) if client is None else None
     async with (
-        httpx.AsyncClient(base_url=settings.dfns_base_url, timeout=timeout) as dfns_http,
+        build_dfns_http(settings, runtime) as dfns_http,
         httpx.AsyncClient(timeout=settings.callback_timeout_seconds) as callback_http,
     ):
         dfns = build_dfns_client(settings, dfns_http)
         if client is None:
-            client = await connect_temporal(runtime=build_runtime(settings))
+            client = await connect_temporal(runtime=runtime)
         ledgers: dict[str, Ledger] = {"default": SqliteLedger(settings.ledger_path)}
         worker = Worker(
             client,

@@ -58,9 +58,11 @@ with workflow.unsafe.imports_passed_through():
         StatusEvent,
         SubmitInput,
         SubmitResolution,
+        VerificationResult,
         VerifyInput,
     )
     from signgate.dfns.models import SignatureRequestView, SignatureStatus
+    from signgate.metrics import EngineMeter
     from workflows.state import RequestMismatch, RequestTracker, next_interval
 
 _In = TypeVar("_In", bound=BaseModel)
@@ -89,6 +91,8 @@ class SignatureWorkflow:
         self._resolution_answer: str | None = None
         # Search-attribute changes of one workflow task go out as one upsert (_flush).
         self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
+        # Metrics only: Temporal's workflow meter records nothing while replaying.
+        self._metrics = EngineMeter(workflow.metric_meter())
 
     # --- messages -------------------------------------------------------------------------
 
@@ -204,6 +208,7 @@ class SignatureWorkflow:
                 if isinstance(cause, ApplicationError) and cause.non_retryable:
                     self._upsert(ids.SA_STATUS.value_set("Refused"))
                     self._flush()
+                    self._outcome_metric("refused")
                     raise ApplicationError(
                         f"Dfns refused the signature request: {cause.message}",
                         type=cause.type or ids.ERR_INVALID_REQUEST,
@@ -211,6 +216,7 @@ class SignatureWorkflow:
                     ) from err
                 raise
         self._record(view)
+        self._metrics.submitted(self._input.target.kind)
         workflow.logger.info(
             "workflow.signature_submitted",
             extra={"signature_id": view.id, "status": str(view.status)},
@@ -277,6 +283,7 @@ class SignatureWorkflow:
         self._record(read.view)
         if read.verification is not None:
             self._tracker.record_verification(read.verification, read.view)
+            self._verification_metric(read.verification)
         self._notes.append(f"request {signature_id} adopted on the caller's word")
         return None
 
@@ -292,6 +299,7 @@ class SignatureWorkflow:
                 await self._verify()
             if tracker.stop_due(workflow.now()):
                 st.deadline_passed = st.deadline_passed or tracker.deadline_reached(workflow.now())
+                self._metrics.wakeup("cancel" if st.cancel_requested else "deadline")
                 if await self._stop():
                     return
                 interval = policy.initial_interval
@@ -301,6 +309,7 @@ class SignatureWorkflow:
             woke = await self._wait(tracker.wait_limit(interval, workflow.now()))
             if not woke and tracker.stop_due(workflow.now()):
                 continue
+            self._metrics.wakeup("webhook" if woke else "poll")
             if woke and not tracker.status_hinted():
                 # Only the approval resolved: the request's own status event follows and is
                 # the wake-up; reading now would race it (two wake-ups for one approval).
@@ -341,6 +350,7 @@ class SignatureWorkflow:
         moved = self._record(read.view)
         if read.verification is not None:
             tracker.record_verification(read.verification, read.view)
+            self._verification_metric(read.verification)
         return moved
 
     async def _stop(self) -> bool:
@@ -392,9 +402,11 @@ class SignatureWorkflow:
                 local=True,
             )
             tracker.record_verification(result, snap)
+            self._verification_metric(result)
         if result.status == "invalid":
             self._upsert(ids.SA_OUTCOME.value_set("verification-failed"))
             self._flush()
+            self._outcome_metric("verification_failed")
             raise ApplicationError(
                 f"signature {snap.id} does not verify and was not delivered: {result.detail}",
                 result.model_dump(mode="json"),
@@ -427,6 +439,7 @@ class SignatureWorkflow:
         )
         self._upsert(ids.SA_OUTCOME.value_set(outcome.kind))
         self._flush()
+        self._outcome_metric(outcome.kind)
         await workflow.wait_condition(workflow.all_handlers_finished)
         receipts = await self._deliver(outcome)
         return outcome.model_copy(update={"deliveries": receipts})
@@ -471,6 +484,7 @@ class SignatureWorkflow:
 
     def _record(self, view: SignatureRequestView) -> bool:
         """Apply a read to the tracker and show a status change in visibility."""
+        before, since = self._tracker.state.status, self._tracker.state.status_since
         try:
             read = self._tracker.apply_read(view, workflow.now())
         except RequestMismatch as exc:
@@ -483,6 +497,8 @@ class SignatureWorkflow:
                 "signature.unknown_status", extra={"raw_status": read.unknown_status}
             )
         if read.moved:
+            if before is SignatureStatus.PENDING and since is not None and st.approval_id:
+                self._metrics.approval_waited(workflow.now() - since, str(st.status))
             updates: list[SearchAttributeUpdate[Any]] = [ids.SA_STATUS.value_set(str(st.status))]
             if read.first:
                 updates.append(ids.SA_SIGNATURE_ID.value_set(view.id))
@@ -492,6 +508,12 @@ class SignatureWorkflow:
                 extra={"signature_id": view.id, "status": str(st.status)},
             )
         return read.moved
+
+    def _outcome_metric(self, outcome: str) -> None:
+        self._metrics.outcome(outcome, self._tracker.state.started_at, workflow.now())
+
+    def _verification_metric(self, result: VerificationResult) -> None:
+        self._metrics.verification(result.scheme, result.status)
 
     def _upsert(self, *updates: SearchAttributeUpdate[Any]) -> None:
         """Gather search-attribute changes until the workflow next waits, later ones winning."""

@@ -15,7 +15,9 @@
   Dfns does not retry them for a day); 503 only when Temporal could not take it, so Dfns
   delivers it again.
 
-``GET /healthz`` answers 200 with counters of what was received, and never a secret.
+``GET /healthz`` answers 200 with counters of what was received, and never a secret;
+``GET /metrics`` serves the same counts, and the verification and signal latencies, in
+Prometheus's text format (:mod:`signgate.webhook.metrics`).
 Every answer is JSON; every refusal is logged as ``webhook.rejected`` with its reason.
 """
 
@@ -28,11 +30,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import SecretStr
 
 from signgate.logs import get_logger
 from signgate.webhook.events import Notice, parse_notice
+from signgate.webhook.metrics import CONTENT_TYPE, ReceiverMetrics
 from signgate.webhook.routing import EventRouter, TemporalUnavailable
 from signgate.webhook.verify import (
     DEFAULT_TOLERANCE_SECONDS,
@@ -113,6 +116,7 @@ class WebhookReceiver:
         self._clock = clock
         self.stats: Counter[str] = Counter()
         self.kinds: Counter[str] = Counter()
+        self.metrics = ReceiverMetrics()
 
     async def handle(self, body: bytes, signature: str | None, *, remote: str = "-") -> Reply:
         """Answer one delivery of ``body`` with the ``X-DFNS-WEBHOOK-SIGNATURE`` value."""
@@ -120,7 +124,10 @@ class WebhookReceiver:
         if len(body) > self.max_body_bytes:
             return self.too_large(len(body), remote=remote)
         try:
-            verified = self._verify(body, signature)
+            try:
+                verified = self._verify(body, signature)
+            finally:
+                self.metrics.verified_in(time.perf_counter() - started)
             notice = parse_notice(verified.payload)
         except WebhookRejected as exc:
             return self.rejected(exc, remote=remote)
@@ -135,9 +142,11 @@ class WebhookReceiver:
             )
         except _NoSecrets:
             self.stats["unavailable"] += 1
+            self.metrics.event("unavailable")
             _log.error("webhook.no_secret", advice="run `signgate webhook register --url URL`")
             return Reply(503, {"error": "unavailable", "message": "no webhook secret configured"})
         self.kinds[notice.kind] += 1
+        self.metrics.kind(notice.kind, attempt=notice.attempt)
         if notice.attempt > 1:
             self.stats["redelivered"] += 1
         return await self._route(
@@ -158,6 +167,7 @@ class WebhookReceiver:
     def rejected(self, exc: WebhookRejected, *, remote: str = "-") -> Reply:
         """Count, log and answer a refusal."""
         self.stats[f"rejected:{exc.reason}"] += 1
+        self.metrics.rejected(str(exc.reason))
         _log.warning(
             "webhook.rejected",
             reason=str(exc.reason),
@@ -196,13 +206,18 @@ class WebhookReceiver:
         }
         if signed_with > 0:
             fields["signed_with"] = "an older accepted secret"
+        routing = time.perf_counter()
         try:
             delivery = await self._router.deliver(notice)
         except TemporalUnavailable as exc:
             self.stats["unavailable"] += 1
+            self.metrics.event("unavailable")
+            self.metrics.signalled_in(time.perf_counter() - routing, "unavailable")
             _log.warning("webhook.unavailable", error=str(exc), remote=remote, **fields)
             return Reply(503, {"error": "unavailable", "message": str(exc)})
         self.stats[delivery.outcome] += 1
+        self.metrics.event(delivery.outcome)
+        self.metrics.signalled_in(time.perf_counter() - routing, delivery.outcome)
         log = _log.info if delivery.outcome in ("delivered", "not-ours", "closed") else _log.debug
         log(
             f"webhook.{delivery.outcome.replace('-', '_')}",
@@ -220,7 +235,7 @@ class _NoSecrets(Exception):
 
 
 def create_app(receiver: WebhookReceiver, *, path: str = DEFAULT_PATH) -> FastAPI:
-    """The ASGI app serving ``receiver`` at ``path`` (plus ``GET /healthz``)."""
+    """The ASGI app serving ``receiver`` at ``path`` (plus ``GET /healthz`` and ``/metrics``)."""
     app = FastAPI(
         title="signgate webhook receiver", docs_url=None, redoc_url=None, openapi_url=None
     )
@@ -254,6 +269,10 @@ def create_app(receiver: WebhookReceiver, *, path: str = DEFAULT_PATH) -> FastAP
         return JSONResponse(
             {"status": "ok", "counts": dict(receiver.stats), "kinds": dict(receiver.kinds)}
         )
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(receiver.metrics.render(), media_type=CONTENT_TYPE)
 
     return app
 
