@@ -3,9 +3,10 @@
 The engine's metrics go through Temporal's meters (``workflow.metric_meter()`` in
 workflows, ``activity.metric_meter()`` in activities) and come out on the worker's
 Prometheus endpoint (``SIGNGATE_METRICS_PORT``) next to Temporal's runtime metrics. A
-workflow's meter does not emit while the workflow replays, so a count is made once per
-event, however often the history is replayed; durations are measured with
-``workflow.now()``.
+workflow's meter does not emit while the workflow replays, so replaying a history adds
+nothing; durations are measured with ``workflow.now()``. Counts are at least once, not
+exactly once: a workflow task that Temporal refuses (a signal landed as it completed) or
+that a dying worker did not finish runs again and records again.
 
 Labels are bounded: outcome kinds, statuses, schemes, verdicts, route *templates*, status
 classes and wake-up causes. No request id, workflow id, key id, token or body is ever a

@@ -1,4 +1,4 @@
-"""``signgate status ID``, ``signgate list [--status S]`` and ``signgate cancel ID``."""
+"""``signgate status ID``, ``signgate list [--status S | --pending]`` and ``signgate cancel ID``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from signgate import argtypes, ids
@@ -28,7 +28,12 @@ from signgate.commands.progress import (
     outcome_lines,
     snapshot,
 )
-from signgate.contracts import PayoutOutcome, SignatureOutcome, SubmitResolution
+from signgate.contracts import (
+    PayoutOutcome,
+    SignatureOutcome,
+    SignatureProgress,
+    SubmitResolution,
+)
 
 __all__ = ["STATUSES", "add_cancel_command", "add_list_command", "add_status_command"]
 
@@ -99,6 +104,14 @@ def add_list_command(subparsers: Any) -> None:
     )
     parser.add_argument("--target", metavar="ID", help="only this key/wallet/public key id")
     parser.add_argument("--running", action="store_true", help="only running workflows")
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help=(
+            "only requests waiting now (running, Pending or Executing), oldest first, with "
+            "their age in status and the decisions still missing"
+        ),
+    )
     parser.add_argument("--limit", type=_limit, default=50, help="at most N rows (default 50)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     add_common_options(parser, credentials=False)
@@ -280,7 +293,109 @@ def list_query(args: argparse.Namespace) -> str:
     return " AND ".join(parts)
 
 
+PENDING_STATUSES = ("Pending", "Executing")
+"""Statuses of a request waiting at Dfns (for approval, or for the signer)."""
+
+
+def pending_query(args: argparse.Namespace) -> str:
+    """The visibility query of the requests waiting now (``--target`` still applies)."""
+    waiting = ", ".join(f"'{s}'" for s in PENDING_STATUSES)
+    parts = [
+        f"WorkflowType = '{ids.SIGNATURE_WORKFLOW}'",
+        "ExecutionStatus = 'Running'",
+        f"{ids.SA_STATUS.name} IN ({waiting})",
+    ]
+    if args.target:
+        if "'" in args.target or "\\" in args.target:
+            raise CommandError(f"--target: {args.target!r} is not an id")
+        parts.append(f"{ids.SA_TARGET_ID.name} = '{args.target}'")
+    return " AND ".join(parts)
+
+
+def pending_row(workflow_id: str, progress: SignatureProgress, now: datetime) -> dict[str, Any]:
+    """One waiting request: its age in status and who decided, or how many must still decide.
+
+    The progress query carries the approval's decisions and quorum, not the policy's list of
+    approvers: ``awaiting`` is the number of approvals still missing for the quorum.
+    """
+    approval = progress.approval
+    decisions = [
+        {"userId": d.user_id, "value": d.value} for d in (approval.decisions if approval else [])
+    ]
+    approved = sum(1 for d in decisions if d["value"] == "Approved")
+    quorum = approval.quorum if approval is not None else None
+    age = max(now - progress.status_since, progress.time_in_status)
+    return {
+        "workflowId": workflow_id,
+        "status": str(progress.status) if progress.status is not None else None,
+        "statusSince": progress.status_since.isoformat(),
+        "ageSeconds": round(age.total_seconds(), 3),
+        "approvalId": progress.approval_id,
+        "approvalStatus": approval.status if approval is not None else None,
+        "quorum": quorum,
+        "decisions": decisions,
+        "awaiting": max(quorum - approved, 0) if quorum is not None else None,
+        "deadlinePassed": progress.deadline_passed,
+        "cancelRequested": progress.cancel_requested,
+    }
+
+
+def _waiting_for(row: dict[str, Any]) -> str:
+    decided = ", ".join(f"{d['userId']} {d['value'].lower()}" for d in row["decisions"])
+    if row["approvalId"] is None:
+        return "no approval (waiting for the signer)"
+    if row["awaiting"] is None:
+        return decided or "approval not read yet"
+    missing = f"{row['awaiting']} more approval(s) of {row['quorum']}"
+    return f"{missing}; {decided}" if decided else missing
+
+
+async def _list_pending(args: argparse.Namespace) -> int:
+    from temporalio.service import RPCError
+
+    query = pending_query(args)
+    client = await connect_temporal(args.state_dir)
+    now = datetime.now(UTC)
+    rows: list[dict[str, Any]] = []
+    async for wf in client.list_workflows(query, limit=args.limit):
+        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+        try:
+            progress = await handle.query(ids.QUERY_STATE, result_type=SignatureProgress)
+        except RPCError:
+            continue  # closed (or its worker is away) since the index answered
+        rows.append(pending_row(wf.id, progress, now))
+    rows.sort(key=lambda r: r["statusSince"])
+    oldest = rows[0]["ageSeconds"] if rows else None
+    if args.json:
+        print(
+            json.dumps(
+                {"query": query, "waiting": len(rows), "oldestAgeSeconds": oldest, "requests": rows}
+            ),
+            flush=True,
+        )
+        return 0
+    if not rows:
+        print(f"no requests are waiting ({query})", file=sys.stderr)
+        return 0
+    print_table(
+        ["WORKFLOW ID", "STATUS", "AGE IN STATUS", "APPROVAL", "WAITING FOR"],
+        [
+            [
+                r["workflowId"],
+                r["status"] or "-",
+                format_duration(timedelta(seconds=r["ageSeconds"])),
+                r["approvalStatus"] or "-",
+                _waiting_for(r),
+            ]
+            for r in rows
+        ],
+    )
+    return 0
+
+
 async def _list(args: argparse.Namespace) -> int:
+    if args.pending:
+        return await _list_pending(args)
     query = list_query(args)
     client = await connect_temporal(args.state_dir)
     rows: list[dict[str, Any]] = []
