@@ -53,6 +53,7 @@ from signgate.logs import configure_logging, get_logger
 from signgate.metrics import histogram_overrides
 from signgate.settings import Settings, SettingsError
 from signgate.temporal_client import connect_temporal
+from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -67,7 +68,7 @@ __all__ = [
     "run_worker",
 ]
 
-ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow)
+ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow)
 """Every workflow the engine's worker runs."""
 
 _log = get_logger("signgate.worker")

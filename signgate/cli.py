@@ -16,6 +16,7 @@ from typing import Any
 
 from signgate import __version__
 from signgate.commands.approve import add_approve_command
+from signgate.commands.batch import add_payout_command
 from signgate.commands.common import CommandError
 from signgate.commands.dev import add_dev_command
 from signgate.commands.inspect import (
@@ -34,6 +35,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_sandbox_command,
     add_dev_command,
     add_sign_command,
+    add_payout_command,
     add_status_command,
     add_list_command,
     add_approve_command,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -171,6 +172,9 @@ class SignatureWorkflowInput(InputModel):
       reports ``Confirmed``.
     * ``deliver_unverifiable``: hand downstream a signature of a kind signgate cannot check
       (PSBT, BIP-322, ...). Off by default: such results are reported, not delivered.
+    * ``notify_parent``: signal the parent workflow (``batch_item_settled``, a
+      :class:`BatchItemResult`) when this request ends, however it ends: how a
+      ``PayoutBatchWorkflow`` learns of its children across its own continue-as-new.
     * ``state``: set only by the engine when it continues as new.
     """
 
@@ -182,6 +186,7 @@ class SignatureWorkflowInput(InputModel):
     polling: PollingPolicy = PollingPolicy()
     deliveries: list[DeliverySpec] = []
     deliver_unverifiable: bool = False
+    notify_parent: bool = False
     state: SignatureWorkflowState | None = None
 
     @model_validator(mode="after")
@@ -524,7 +529,7 @@ class LedgerInput(InputModel):
     spec: LedgerDelivery
     idempotency_key: str
     workflow_id: str
-    record_kind: Literal["signature", "payout"]
+    record_kind: Literal["signature", "payout", "batch"]
     outcome: str
     signature_id: str | None = None
     payload: dict[str, Any]
@@ -598,4 +603,132 @@ class PayoutOutcome(RecordModel):
     notified: DeliveryReceipt | None = None
 
 
+BusinessKey = Annotated[str, AfterValidator(validate_business_key)]
+"""A workflow id a person can type: 1..200 printable ASCII characters, no spaces."""
+
+
+class BatchPayout(InputModel):
+    """One row of a payout batch: pay ``value_wei`` to ``to`` with this ``nonce``.
+
+    ``id`` is the payout's business key and its signature workflow's id: a payout id that
+    already has a workflow (in this batch or any other) is never paid again. Fields left unset
+    take the batch's defaults.
+    """
+
+    id: BusinessKey
+    to: EvmAddress
+    value_wei: Uint
+    nonce: Uint
+    source: SigningTarget | None = None
+    """The key or wallet paying this row, if not the batch's."""
+    chain_id: Annotated[int, Field(ge=1)] | None = None
+    max_fee_per_gas: Uint | None = None
+    max_priority_fee_per_gas: Uint | None = None
+    deadline: AwareDatetime | None = None
+
+
+class PayoutBatchInput(InputModel):
+    """Input of ``PayoutBatchWorkflow``: many payouts from one source, each signed by its own
+    child ``SignatureWorkflow``.
+
+    * ``concurrency``: at most this many payouts waiting at Dfns at once.
+    * ``payouts_per_run``: the batch continues as new after starting this many, so its
+      history stays bounded however long the batch (children carry on and report to the
+      next run).
+    * ``deliveries``: run by each payout's signature workflow with its own outcome;
+      ``summary``: where the batch's summary goes once every payout has ended.
+    * ``state``: set only by the engine when it continues as new.
+    """
+
+    source: SigningTarget | None = None
+    """The key or wallet paying every row that names none."""
+    payouts: Annotated[list[BatchPayout], Field(min_length=1, max_length=10_000)]
+    chain_id: Annotated[int, Field(ge=1)] = 11155111
+    network: str | None = "EthereumSepolia"
+    max_fee_per_gas: Uint = 2 * 10**9
+    max_priority_fee_per_gas: Uint = 10**9
+    deadline: AwareDatetime | None = None
+    polling: PollingPolicy = PollingPolicy()
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 50
+    payouts_per_run: Annotated[int, Field(ge=1, le=2000)] = 250
+    deliveries: list[DeliverySpec] = [LedgerDelivery()]
+    summary: list[DeliverySpec] = []
+    state: BatchState | None = None
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        for payout in self.payouts:
+            source = payout.source or self.source
+            if source is None:
+                raise ValueError(
+                    f"payout {payout.id!r} has no source: give the batch a source or the row one"
+                )
+            if source.kind == "public-key":
+                raise ValueError(
+                    f"payout {payout.id!r}: a payout signs a transaction; use a key or wallet, "
+                    "not a public key"
+                )
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for payout in self.payouts:
+            (repeated if payout.id in seen else seen).add(payout.id)
+        if repeated:
+            names = sorted(repeated)
+            raise ValueError(
+                f"payout ids must be unique within a batch; repeated: {', '.join(names[:5])}"
+                + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            )
+        return self
+
+
+class BatchItemResult(RecordModel):
+    """How one payout of a batch ended: an outcome ``kind``, or ``error`` (the workflow
+    failed, or the payout was never started)."""
+
+    payout_id: str
+    kind: OutcomeKind | None = None
+    signature_id: str | None = None
+    tx_hash: str | None = None
+    error: str | None = None
+    error_type: str | None = None
+
+
+class BatchState(RecordModel):
+    """What a batch carries across continue-as-new."""
+
+    next_index: int = 0
+    in_flight: dict[str, datetime] = {}
+    """Payouts started and not yet ended, with when they started."""
+    results: list[BatchItemResult] = []
+    run: int = 1
+    cancel_requested: bool = False
+
+
+class BatchProgress(RecordModel):
+    """Answer of the batch's ``batch_progress`` query."""
+
+    total: int
+    not_started: int
+    in_flight: int
+    ended: int
+    by_outcome: dict[str, int]
+    """Ended payouts by outcome kind, plus ``error`` and ``not_started`` (after a cancel)."""
+    waiting_longest: list[tuple[str, datetime]]
+    """Up to ten payouts in flight, oldest first, with when they started."""
+    run: int
+    cancel_requested: bool
+
+
+class PayoutBatchOutcome(RecordModel):
+    """Output of ``PayoutBatchWorkflow``: the summary and every payout's result."""
+
+    batch_id: str
+    total: int
+    by_outcome: dict[str, int]
+    results: list[BatchItemResult]
+    cancelled: bool
+    deliveries: list[DeliveryReceipt] = []
+
+
 SignatureWorkflowInput.model_rebuild()
+PayoutBatchInput.model_rebuild()

@@ -24,6 +24,7 @@ DEFAULT_TASK_QUEUE: Final = "signgate"
 
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
+PAYOUT_BATCH_WORKFLOW: Final = "PayoutBatchWorkflow"
 
 ACTIVITY_SUBMIT: Final = "signgate.submit_signature_request"
 ACTIVITY_DENY_APPROVAL: Final = "signgate.deny_own_approval"
@@ -38,6 +39,9 @@ SIGNAL_STATUS_EVENT: Final = "status_event"
 UPDATE_STATUS_EVENT: Final = "report_status_event"
 SIGNAL_APPROVAL_EVENT: Final = "approval_event"
 QUERY_STATE: Final = "state"
+SIGNAL_BATCH_ITEM: Final = "batch_item_settled"
+"""A child ``SignatureWorkflow`` of a batch tells the batch (any run of it) how it ended."""
+QUERY_BATCH: Final = "batch_progress"
 UPDATE_RESOLVE_SUBMIT: Final = "resolve_submit"
 
 # --- workflow ids ---------------------------------------------------------------------------

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from signgate import ids
     from signgate.contracts import (
         ApprovalEvent,
+        BatchItemResult,
         CallbackDelivery,
         CallbackInput,
         DeliveryReceipt,
@@ -164,7 +165,31 @@ class SignatureWorkflow:
 
     @workflow.run
     async def run(self, input: SignatureWorkflowInput) -> SignatureOutcome:
-        """Submit, wait until settled, verify, finish."""
+        """Submit, wait until settled, verify, finish; a batch parent hears how it ended."""
+        if not input.notify_parent:
+            return await self._settle()
+        try:
+            outcome = await self._settle()
+        except (ActivityError, ApplicationError) as exc:  # the workflow fails with it
+            await self._tell_parent(
+                BatchItemResult(
+                    payout_id=workflow.info().workflow_id,
+                    error=str(exc.cause if isinstance(exc, ActivityError) and exc.cause else exc),
+                    error_type=_error_type(exc),
+                )
+            )
+            raise
+        await self._tell_parent(
+            BatchItemResult(
+                payout_id=outcome.workflow_id,
+                kind=outcome.kind,
+                signature_id=outcome.signature_id,
+                tx_hash=outcome.tx_hash,
+            )
+        )
+        return outcome
+
+    async def _settle(self) -> SignatureOutcome:
         tracker = self._tracker
         if tracker.state.signature_id is None and not await self._submit():
             return await self._finish()  # the deadline passed before anything was sent
@@ -173,6 +198,20 @@ class SignatureWorkflow:
             await self._verify()
         await self._describe_approval()
         return await self._finish()
+
+    async def _tell_parent(self, result: BatchItemResult) -> None:
+        """Signal the parent (whichever run of it is current); a closed parent is no error."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                ids.SIGNAL_BATCH_ITEM, result
+            )
+        except Exception as exc:  # the parent closed (cancelled, finished): nothing to tell
+            workflow.logger.warning(
+                "signature.parent_not_told", extra={"parent": parent.workflow_id, "error": str(exc)}
+            )
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -579,3 +618,11 @@ class SignatureWorkflow:
         except asyncio.CancelledError:
             self._tracker.state.cancel_requested = True
             return await handle
+
+
+def _error_type(exc: ActivityError | ApplicationError) -> str | None:
+    """The ``ApplicationError`` type a workflow failure carries (``ids.ERR_*``)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause if isinstance(cause, ActivityError) else cause.__cause__
+    return cause.type if isinstance(cause, ApplicationError) else None

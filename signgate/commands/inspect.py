@@ -29,6 +29,7 @@ from signgate.commands.progress import (
     snapshot,
 )
 from signgate.contracts import (
+    PayoutBatchOutcome,
     PayoutOutcome,
     SignatureOutcome,
     SignatureProgress,
@@ -127,7 +128,8 @@ def add_cancel_command(subparsers: Any) -> None:
             "Request cancellation of a SignatureWorkflow (or PayoutWorkflow). A request still "
             "waiting for approval is stopped at Dfns too: the engine denies its own pending "
             "approval, and the outcome is 'cancelled'. A request already approved is reported "
-            "as what it becomes."
+            "as what it becomes. For a PayoutBatchWorkflow: payouts not yet started are "
+            "skipped and every one in flight is cancelled the same way."
         ),
     )
     parser.add_argument("workflow_id", metavar="ID", help="the workflow id (business key)")
@@ -460,6 +462,25 @@ async def _resolve(args: argparse.Namespace) -> int:
 # --- cancel -----------------------------------------------------------------------------------
 
 
+async def _cancel_batch(client: Any, batch_id: str, args: argparse.Namespace) -> int:
+    from signgate.commands.batch import follow_batch
+
+    if args.json:
+        print(json.dumps({"event": "cancel_requested", "workflowId": batch_id}), flush=True)
+    else:
+        print(
+            f"cancellation requested for batch {batch_id}: payouts not started are skipped, "
+            "each one in flight is cancelled (its pending approval denied at Dfns)",
+            flush=True,
+        )
+    if not args.follow:
+        return 0
+    await follow_batch(
+        client.get_workflow_handle(batch_id, result_type=PayoutBatchOutcome), as_json=args.json
+    )
+    return 0
+
+
 async def _cancel(args: argparse.Namespace) -> int:
     from temporalio.client import WorkflowExecutionStatus
 
@@ -473,6 +494,8 @@ async def _cancel(args: argparse.Namespace) -> int:
             code=1,
         )
     await handle.cancel()
+    if desc.workflow_type == ids.PAYOUT_BATCH_WORKFLOW:
+        return await _cancel_batch(client, desc.id, args)
     if args.json:
         print(json.dumps({"event": "cancel_requested", "workflowId": desc.id}), flush=True)
     else:

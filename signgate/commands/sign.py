@@ -57,7 +57,13 @@ from signgate.dfns.requests import (
     TransactionRequest,
 )
 
-__all__ = ["SignPlan", "add_sign_command", "parse_deadline", "plan_signature"]
+__all__ = [
+    "SignPlan",
+    "add_sign_command",
+    "parse_deadline",
+    "plan_signature",
+    "target_scheme",
+]
 
 _TARGET_FLAGS = {"key": "--key", "wallet": "--wallet", "public-key": "--public-key"}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
@@ -289,7 +295,7 @@ class SignPlan:
     curve: str | None
 
 
-async def _scheme(
+async def target_scheme(
     access: DfnsAccess, target: SigningTarget, flag: str, shown: str
 ) -> tuple[str | None, str | None]:
     """The signing key's scheme and curve, read from Dfns (which also proves it exists)."""
@@ -359,7 +365,7 @@ async def plan_signature(
             ) from None
     body = _body(args)
 
-    scheme, curve = await _scheme(access, target, flag, value)
+    scheme, curve = await target_scheme(access, target, flag, value)
     is_schnorr = (scheme or "").lower() == "schnorr"
     if isinstance(body, HashRequest) and is_schnorr and body.taproot_merkle_root is None:
         raise CommandError(

@@ -48,11 +48,10 @@ from signgate.dfns.requests import (
 )
 from tests.support.engine_worker import CALLBACK_SECRET, RunningWorker
 from tests.support.eventually import eventually
-from tests.support.ports import free_port
 from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import DevServer
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import WorkerProcess, engine_env
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -307,21 +306,7 @@ async def test_a_killed_worker_restarts_and_finishes_every_request_once(
 ) -> None:
     await sandbox.set_faults(dropAfterCommit=0, corruptSignatures=0)
     engine = sandbox.identity("engine")
-    pem = tmp_path / "engine.pem"
-    pem.write_text(engine.private_key_pem)
-    pem.chmod(0o600)
-    env = {
-        "TEMPORAL_ADDRESS": dev_server.address,
-        "TEMPORAL_NAMESPACE": dev_server.namespace,
-        "SIGNGATE_DFNS_BASE_URL": sandbox.base_url,
-        "SIGNGATE_DFNS_AUTH_TOKEN": engine.auth_token,
-        "SIGNGATE_DFNS_CREDENTIAL_ID": engine.cred_id,
-        "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(pem),
-        "SIGNGATE_TASK_QUEUE": task_queue,
-        "SIGNGATE_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
-        "SIGNGATE_SHUTDOWN_GRACE_SECONDS": "1",
-        "SIGNGATE_METRICS_PORT": str(free_port()),
-    }
+    env = engine_env(dev_server, sandbox, task_queue, tmp_path)
     first = process = WorkerProcess(env).start()
     targets = [
         sandbox.target("key", "evm-gated"),

@@ -21,10 +21,9 @@ from temporalio.client import Client, WorkflowHandle
 from signgate.contracts import PollingPolicy, SignatureOutcome, SignatureWorkflowInput
 from signgate.dfns.requests import HashRequest
 from tests.support.eventually import eventually
-from tests.support.ports import free_port
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import DevServer
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import WorkerProcess, engine_env
 from workflows.signature import SignatureWorkflow
 
 # Eight requests through faults and two worker kills: minutes on a busy machine.
@@ -34,27 +33,6 @@ Handle = WorkflowHandle[SignatureWorkflow, SignatureOutcome]
 POLLING = PollingPolicy(initial_interval=timedelta(seconds=1), max_interval=timedelta(seconds=3))
 # What Dfns's record must say for each outcome the engine reports.
 DFNS_STATUS = {"signed": "Signed", "rejected": "Rejected", "expired": "Rejected"}
-
-
-def _worker_env(
-    dev_server: DevServer, sandbox: EngineSandbox, tq: str, tmp: Path
-) -> dict[str, str]:
-    engine = sandbox.identity("engine")
-    pem = tmp / "engine.pem"
-    pem.write_text(engine.private_key_pem)
-    pem.chmod(0o600)
-    return {
-        "TEMPORAL_ADDRESS": dev_server.address,
-        "TEMPORAL_NAMESPACE": dev_server.namespace,
-        "SIGNGATE_DFNS_BASE_URL": sandbox.base_url,
-        "SIGNGATE_DFNS_AUTH_TOKEN": engine.auth_token,
-        "SIGNGATE_DFNS_CREDENTIAL_ID": engine.cred_id,
-        "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(pem),
-        "SIGNGATE_TASK_QUEUE": tq,
-        "SIGNGATE_LEDGER_PATH": str(tmp / "ledger.sqlite"),
-        "SIGNGATE_SHUTDOWN_GRACE_SECONDS": "1",
-        "SIGNGATE_METRICS_PORT": str(free_port()),
-    }
 
 
 async def _approval_id(handle: Handle) -> str:
@@ -67,7 +45,7 @@ async def _approval_id(handle: Handle) -> str:
 async def test_faults_and_worker_kills_never_decide_an_outcome(
     client: Client, dev_server: DevServer, sandbox: EngineSandbox, task_queue: str, tmp_path: Path
 ) -> None:
-    env = _worker_env(dev_server, sandbox, task_queue, tmp_path)
+    env = engine_env(dev_server, sandbox, task_queue, tmp_path)
     faults = {"errorRate": 0.2, "errorStatus": 504, "rate429": 0.05, "retryAfterSeconds": 1}
     plans = ["auto"] * 2 + ["approve"] * 3 + ["deny"] + ["deadline"] * 2
     await sandbox.set_faults(**faults, dropAfterCommit=2)

@@ -34,7 +34,7 @@ from tests.support.eventually import eventually
 from tests.support.ports import free_port
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import DevServer
-from tests.support.worker_process import WorkerProcess
+from tests.support.worker_process import WorkerProcess, engine_env
 from workflows.signature import SignatureWorkflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -72,23 +72,9 @@ async def _scrape(url: str) -> Samples:
 async def test_worker_and_receiver_metrics_count_what_happened(
     client: Client, dev_server: DevServer, sandbox: EngineSandbox, task_queue: str, tmp_path: Path
 ) -> None:
-    engine = sandbox.identity("engine")
-    pem = tmp_path / "engine.pem"
-    pem.write_text(engine.private_key_pem)
-    pem.chmod(0o600)
     metrics_port = free_port()
-    env = {
-        "TEMPORAL_ADDRESS": dev_server.address,
-        "TEMPORAL_NAMESPACE": dev_server.namespace,
-        "SIGNGATE_DFNS_BASE_URL": sandbox.base_url,
-        "SIGNGATE_DFNS_AUTH_TOKEN": engine.auth_token,
-        "SIGNGATE_DFNS_CREDENTIAL_ID": engine.cred_id,
-        "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(pem),
-        "SIGNGATE_TASK_QUEUE": task_queue,
-        "SIGNGATE_LEDGER_PATH": str(tmp_path / "ledger.sqlite"),
-        "SIGNGATE_SHUTDOWN_GRACE_SECONDS": "1",
-        "SIGNGATE_METRICS_PORT": str(metrics_port),
-    }
+    engine = sandbox.identity("engine")
+    env = engine_env(dev_server, sandbox, task_queue, tmp_path, metrics_port)
     _TEMPORAL_ENV.update(
         TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_NAMESPACE=dev_server.namespace
     )

@@ -10,6 +10,13 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tests.support.ports import free_port
+
+if TYPE_CHECKING:
+    from tests.support.sandbox import EngineSandbox
+    from tests.support.temporal import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +79,32 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             return self.process.returncode
+
+
+def engine_env(
+    dev_server: DevServer,
+    sandbox: EngineSandbox,
+    task_queue: str,
+    directory: Path,
+    metrics_port: int | None = None,
+) -> dict[str, str]:
+    """The environment of a worker process that runs the engine against ``sandbox``.
+
+    The engine's credential key goes to a 0600 file in ``directory``, as an operator keeps it.
+    """
+    engine = sandbox.identity("engine")
+    pem = directory / "engine.pem"
+    pem.write_text(engine.private_key_pem)
+    pem.chmod(0o600)
+    return {
+        "TEMPORAL_ADDRESS": dev_server.address,
+        "TEMPORAL_NAMESPACE": dev_server.namespace,
+        "SIGNGATE_DFNS_BASE_URL": sandbox.base_url,
+        "SIGNGATE_DFNS_AUTH_TOKEN": engine.auth_token,
+        "SIGNGATE_DFNS_CREDENTIAL_ID": engine.cred_id,
+        "SIGNGATE_DFNS_PRIVATE_KEY_FILE": str(pem),
+        "SIGNGATE_TASK_QUEUE": task_queue,
+        "SIGNGATE_LEDGER_PATH": str(directory / "ledger.sqlite"),
+        "SIGNGATE_SHUTDOWN_GRACE_SECONDS": "1",
+        "SIGNGATE_METRICS_PORT": str(metrics_port or free_port()),
+    }
