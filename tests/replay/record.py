@@ -31,9 +31,11 @@ from activities.downstream import SqliteLedger
 from signgate.contracts import (
     ApprovalDecisionInfo,
     ApprovalEvent,
+    BatchPayout,
     BuildTransferInput,
     CallbackDelivery,
     LedgerDelivery,
+    PayoutBatchInput,
     PayoutInput,
     PollingPolicy,
     SignatureWorkflowInput,
@@ -48,6 +50,7 @@ from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import start_time_skipping
 from worker import ENGINE_WORKFLOWS, engine_activities
+from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -269,6 +272,29 @@ async def payout_confirmed(client: Client, sb: EngineSandbox, tq: str, wid: str)
     await handle.result()
 
 
+BATCH_PAYOUTS = 3
+"""The batch scenario's payouts: ids ``<batch id>-payout-<n>``, two per run."""
+
+
+async def batch(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    payouts = [
+        BatchPayout(id=f"{wid}-payout-{n}", to="0x" + "a2" * 20, value_wei=10**15 + n, nonce=n)
+        for n in range(BATCH_PAYOUTS)
+    ]
+    await client.execute_workflow(
+        PayoutBatchWorkflow.run,
+        PayoutBatchInput(
+            source=sb.target("key", "evm-auto"),
+            payouts=payouts,
+            concurrency=2,
+            payouts_per_run=2,
+            summary=[LedgerDelivery()],
+        ),
+        id=wid,
+        task_queue=tq,
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     "signed-after-polling": signed_after_polling,
     "signed-by-status-event": signed_by_status_event,
@@ -281,6 +307,7 @@ SCENARIOS: dict[str, Scenario] = {
     "continued-as-new": continued_as_new,
     "verification-failed": verification_failed,
     "payout-confirmed": payout_confirmed,
+    "batch": batch,
 }
 _ENV: list[WorkflowEnvironment] = []
 
@@ -333,10 +360,14 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
                 workflow_ids = [wid]
                 if scenario is payout_confirmed:
                     workflow_ids.append(child_signature_workflow_id(wid))
+                if scenario is batch:
+                    workflow_ids.append(f"{wid}-payout-0")
                 for workflow_id in workflow_ids:
                     histories = await _run_histories(env.client, workflow_id)
                     for index, history in enumerate(histories):
                         file_stem = stem if workflow_id == wid else f"{stem}-child"
+                        if scenario is batch and workflow_id != wid:
+                            file_stem = workflow_id.removeprefix("replay-")
                         suffix = "" if len(histories) == 1 else f"-run{index + 1}"
                         path = HISTORIES / f"{file_stem}{suffix}.json"
                         path.write_text(history.to_json())

@@ -5,7 +5,8 @@ one per scenario of ``tests.replay.record.SCENARIOS``: signed after days of poll
 after a status event, a status event read and verified within one workflow task, both
 webhooks of an approval, a resolved approval whose status event never came, expired by
 deadline and by the approval timeout, cancelled, continued as new (every run), a signature
-that does not verify, and a payout with its child. If a code change makes any of them
+that does not verify, a payout with its child, and a batch that continued as new with one
+of its payouts. If a code change makes any of them
 replay differently, workflows already in flight would break on deploy: this test fails
 first, and ``changed_workflow`` proves that it can.
 """
@@ -25,6 +26,7 @@ from temporalio.workflow import NondeterminismError
 from signgate import ids
 from tests.replay.changed_workflow import SignatureWorkflowWithAnExtraTimer
 from tests.replay.record import SCENARIOS
+from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
 
@@ -61,15 +63,19 @@ def test_the_representative_runs_are_all_there() -> None:
         "verification-failed",
         "payout-confirmed",
         "payout-confirmed-child",
+        "batch-run1",
+        "batch-run2",
+        "batch-payout-0",
     } <= names
-    assert {n for n in SCENARIOS if n != "continued-as-new"} <= names
+    assert {n for n in SCENARIOS if n not in ("continued-as-new", "batch")} <= names
     assert {"continued-as-new-run1", "continued-as-new-run2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_with_current_code(path: Path) -> None:
     replayer = Replayer(
-        workflows=[SignatureWorkflow, PayoutWorkflow], data_converter=pydantic_data_converter
+        workflows=[SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow],
+        data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(_load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure!r}"
