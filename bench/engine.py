@@ -102,7 +102,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     sandbox_db = workdir / "sandbox.db"
     sandbox_args = [
         str(BIN / "signgate"), "sandbox", "--port", str(sandbox_port), "--db", str(sandbox_db),
-        "--log-level", "WARNING", "--executing-delay", "0.2",
+        "--rate-limit", "0", "--log-level", "WARNING", "--executing-delay", "0.2",
     ]  # fmt: skip
     with (
         _common.process(dev_args, workdir / "temporal.log") as dev,

@@ -76,7 +76,7 @@ def _sandbox(workdir: Path, log_level: str) -> Iterator[tuple[subprocess.Popen[b
     db = workdir / "sandbox.db"
     args = [
         str(BIN / "signgate"), "sandbox", "--host", "127.0.0.1", "--port", str(port),
-        "--db", str(db), "--log-level", log_level,
+        "--rate-limit", "0", "--db", str(db), "--log-level", log_level,
     ]  # fmt: skip
     credentials = workdir / "sandbox-credentials.json"
     with (workdir / "sandbox.log").open("wb") as log:

@@ -800,6 +800,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
     sandbox_args = [
         sys.executable, "-m", "signgate.cli", "sandbox", "--port", str(sandbox_port),
         "--db", str(workdir / "sandbox.db"), "--log-level", "WARNING", "--executing-delay", "0",
+        "--rate-limit", "0",  # the engine's own figures, not Dfns's budget
     ]  # fmt: skip
     with (
         _common.process(dev_args, workdir / "temporal.log") as dev,

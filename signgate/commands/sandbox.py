@@ -96,6 +96,14 @@ def add_sandbox_command(subparsers: Any) -> None:
         "--confirm-delay", type=argtypes.seconds, default=None, help="Signed -> Confirmed (seconds)"
     )
     behaviour.add_argument(
+        "--rate-limit",
+        type=argtypes.count,
+        default=None,
+        metavar="N",
+        help="Dfns calls the org may make per minute (default 1000, 100 for a trial org; "
+        "0 = off); also PUT /_local/rate-limit",
+    )
+    behaviour.add_argument(
         "--webhook-retry-schedule",
         type=_schedule,
         default=None,
@@ -188,6 +196,7 @@ def _run_sandbox(args: argparse.Namespace) -> int:
         executing_delay_seconds=args.executing_delay,
         confirm_delay_seconds=args.confirm_delay,
         faults=faults,
+        rate_limit_per_minute=args.rate_limit,
         clock_scale=args.clock_scale,
         webhook_retry_schedule=args.webhook_retry_schedule,
     )

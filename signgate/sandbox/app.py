@@ -2,7 +2,8 @@
 the Dfns error envelope, fault injection and the background tasks.
 
 Request handling for a Dfns path, in order: injected latency, 429 and 5xx (before anything
-is read or changed); bearer authentication (401); ``X-DFNS-NONCE`` when present; the
+is read or changed); bearer authentication (401); the organisation's rate limit (429 with
+``Retry-After``, :mod:`signgate.sandbox.ratelimit`); ``X-DFNS-NONCE`` when present; the
 route's permission (403); on guarded writes (every non-GET except ``/auth/*``) the
 ``X-DFNS-USERACTION`` token (403/400); body validation (400); the work itself. A
 "drop after commit" fault then closes the connection instead of answering.
@@ -39,6 +40,7 @@ from signgate.sandbox.faults import Faults, FaultService, apply_clock_change, cl
 from signgate.sandbox.identity import Caller, IdentityService, write_credentials_file
 from signgate.sandbox.keys import KeyService
 from signgate.sandbox.policies import Actor, PolicyService
+from signgate.sandbox.ratelimit import DEFAULT_LIMIT, TRIAL_LIMIT, RateLimiter
 from signgate.sandbox.signing import SigningService
 from signgate.sandbox.validation import validate
 from signgate.sandbox.webhooks import WebhookFaults, WebhookService
@@ -77,6 +79,7 @@ class Sandbox:
     webhooks: WebhookService
     policies: PolicyService
     signing: SigningService
+    rate_limit: RateLimiter
     base_url: str | None = None
     connection_aborter: ConnectionAborter | None = field(default=None, repr=False)
 
@@ -119,6 +122,7 @@ class Sandbox:
             self.policies.reset()
             self.webhooks.reset()
             self.auth.reset()
+            self.rate_limit.reset()
             faults = self.faults.reset()
             self.seed_policies()
         self.clock.set_scale(1.0)
@@ -151,6 +155,14 @@ def actor_of(caller: Caller) -> Actor:
         token_id=caller.token_id,
         permissions=caller.permissions,
     )
+
+
+def org_rate_limit(org_config: OrgConfig, behaviour: Behaviour) -> int:
+    """Calls per minute the org may make: the ``[behaviour]`` (or flag) value, else Dfns's
+    figure for the org's kind (1,000; 100 for a trial org)."""
+    if behaviour.rate_limit_per_minute is not None:
+        return behaviour.rate_limit_per_minute
+    return TRIAL_LIMIT if org_config.trial else DEFAULT_LIMIT
 
 
 def build_sandbox(settings: SandboxSettings, *, http: httpx.AsyncClient | None = None) -> Sandbox:
@@ -194,6 +206,7 @@ def build_sandbox(settings: SandboxSettings, *, http: httpx.AsyncClient | None =
         webhooks=webhooks,
         policies=policies,
         signing=signing,
+        rate_limit=RateLimiter(org_rate_limit(org_config, behaviour)),
     )
     if not identity.is_bootstrapped():
         with db.transaction():
@@ -405,8 +418,16 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
         error = SandboxError(500, "unexpected error. Please try your request again.")
         return error_response(request.url.path, error)
 
-    async def call(request: Request, permission: str | None) -> Call:
+    async def call(request: Request, permission: str | None, route_name: str) -> Call:
         caller = sb.auth.authenticate(request.headers.get("authorization"))
+        wait = sb.rate_limit.admit(route_name, caller.name)
+        if wait is not None:
+            raise SandboxError(
+                429,
+                f"Too many requests: the organisation may make {sb.rate_limit.limit_per_minute} "
+                "requests per minute",
+                headers={"Retry-After": str(int(wait))},
+            )
         nonce = request.headers.get("x-dfns-nonce")
         if nonce is not None:
             sb.auth.check_nonce(nonce)
@@ -431,8 +452,10 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
         method: str, path: str, permission: str | None
     ) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
         def register(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            route_name = f"{method} {path}"
+
             async def endpoint(request: Request) -> Response:
-                ctx = await call(request, permission)
+                ctx = await call(request, permission, route_name)
                 result = await handler(request, ctx, *request.path_params.values())
                 if isinstance(result, Response):
                     return result
@@ -673,6 +696,23 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
         sb.webhooks.wake()
         sb.tick()
         return clock_wire(sb.clock)
+
+    @app.get("/_local/rate-limit")
+    async def get_rate_limit() -> Any:
+        return sb.rate_limit.report()
+
+    @app.put("/_local/rate-limit")
+    async def put_rate_limit(request: Request) -> Any:
+        body = _parse_json(await request.body())
+        if not isinstance(body, dict) or set(body) != {"limitPerMinute"}:
+            raise SandboxError(
+                400, 'body: expected {"limitPerMinute": N} (a whole number, 0 turns it off)'
+            )
+        value = body["limitPerMinute"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SandboxError(400, "body.limitPerMinute: must be a whole number >= 0 (0 = off)")
+        sb.rate_limit.set_limit(value)
+        return sb.rate_limit.report()
 
     @app.post("/_local/reset")
     async def reset() -> Any:

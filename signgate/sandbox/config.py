@@ -83,6 +83,9 @@ class Behaviour:
     list_default_limit: int = 50
     list_max_limit: int = 200
     retry_after_seconds: int = 1
+    rate_limit_per_minute: int | None = None
+    """Dfns calls the org may make per minute; ``None`` follows ``[org] trial`` (1,000, or
+    100 for a trial org), 0 turns the limit off."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class OrgConfig:
     policies: tuple[dict[str, Any], ...]
     behaviour: Behaviour = field(default_factory=Behaviour)
     source: str = "<default>"
+    trial: bool = False
+    """A trial organisation: Dfns allows it 100 requests a minute instead of 1,000."""
 
     def identity(self, name: str) -> IdentityConfig:
         for ident in self.identities:
@@ -136,7 +141,10 @@ def _parse(data: dict[str, Any], source: str) -> OrgConfig:
     org = p.table(data, "org", required=True)
     org_name = p.string(org, "name", "org")
     initiator = p.string(org, "initiator", "org")
-    p.no_unknown(org, {"name", "initiator"}, "org")
+    p.no_unknown(org, {"name", "initiator", "trial"}, "org")
+    trial = org.get("trial", False)
+    if not isinstance(trial, bool):
+        p.fail("org.trial", "must be true or false")
 
     identities: list[IdentityConfig] = []
     for section, is_sa in (("service_accounts", True), ("users", False)):
@@ -234,6 +242,7 @@ def _parse(data: dict[str, Any], source: str) -> OrgConfig:
         policies=policies,
         behaviour=behaviour,
         source=source,
+        trial=trial,
     )
 
 
@@ -248,6 +257,7 @@ def _parse_behaviour(p: _Parser, table: dict[str, Any]) -> Behaviour:
         "list_default_limit",
         "list_max_limit",
         "retry_after_seconds",
+        "rate_limit_per_minute",
     }
     p.no_unknown(table, names, "behaviour")
     values: dict[str, Any] = {}
@@ -258,6 +268,9 @@ def _parse_behaviour(p: _Parser, table: dict[str, Any]) -> Behaviour:
         elif key == "pending_response_status":
             if value not in (200, 202) or isinstance(value, bool):
                 p.fail("behaviour.pending_response_status", "must be 200 or 202")
+        elif key == "rate_limit_per_minute":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                p.fail(f"behaviour.{key}", "must be a whole number >= 0 (0 turns it off)")
         elif isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             p.fail(f"behaviour.{key}", "must be a number >= 0")
         values[key] = value
@@ -324,6 +337,7 @@ class SandboxSettings:
     executing_delay_seconds: float | None = None
     confirm_delay_seconds: float | None = None
     faults: dict[str, Any] = field(default_factory=dict)
+    rate_limit_per_minute: int | None = None
     clock_scale: float | None = None
     webhook_retry_schedule: tuple[float, ...] | None = None
     webhook_delivery_timeout: float = 10.0
@@ -346,4 +360,6 @@ class SandboxSettings:
             overrides["executing_delay_seconds"] = self.executing_delay_seconds
         if self.confirm_delay_seconds is not None:
             overrides["confirm_delay_seconds"] = self.confirm_delay_seconds
+        if self.rate_limit_per_minute is not None:
+            overrides["rate_limit_per_minute"] = self.rate_limit_per_minute
         return replace(base, **overrides)

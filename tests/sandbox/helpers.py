@@ -204,6 +204,7 @@ def sandbox_settings(directory: Path, **overrides: Any) -> SandboxSettings:
         "tick_seconds": 0.05,
         "webhook_retry_schedule": (1.0, 2.0),
         "webhook_delivery_timeout": 2.0,
+        "rate_limit_per_minute": 0,  # the tests of the limit turn it on
     }
     values.update(overrides)
     return SandboxSettings(**values)
