@@ -44,6 +44,7 @@ from temporalio.worker import (
 
 from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
 from activities.metering import MeteredTransport
+from activities.nexus import SigningServiceHandler
 from activities.payout import build_evm_transfer
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
@@ -64,12 +65,19 @@ __all__ = [
     "build_dfns_http",
     "build_runtime",
     "engine_activities",
+    "engine_nexus_handlers",
     "main",
     "run_worker",
 ]
 
 ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow)
 """Every workflow the engine's worker runs."""
+
+
+def engine_nexus_handlers() -> list[object]:
+    """The Nexus services the engine's worker serves: ``signgate.Signing`` (``sign``)."""
+    return [SigningServiceHandler()]
+
 
 _log = get_logger("signgate.worker")
 
@@ -190,6 +198,7 @@ async def run_worker(
             client,
             task_queue=settings.task_queue,
             workflows=list(ENGINE_WORKFLOWS),
+            nexus_service_handlers=engine_nexus_handlers(),
             activities=engine_activities(
                 dfns,
                 callback_http,

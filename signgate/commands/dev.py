@@ -402,6 +402,9 @@ class DevStack:
         self._say(f"signgate dev: state in {self.state_dir}, logs in {self.log_dir}")
         try:
             self._start_temporal(stop_requested)
+            _ensure_nexus_endpoint(
+                f"{opts.host}:{opts.temporal_port}", opts.namespace, opts.task_queue
+            )
             sandbox_url = self._start_sandbox(stop_requested)
             creds = self.credentials
             assert creds is not None
@@ -495,6 +498,8 @@ class DevStack:
             str(self.state_dir / "temporal.db"),
             "--namespace",
             opts.namespace,
+            "--namespace",
+            CALLER_NAMESPACE,
             "--log-level",
             "warn",
             "--ui-disable-news-fetch",
@@ -675,6 +680,11 @@ class DevStack:
             ),
             ("Dfns sandbox", info.sandbox_url),
             ("Webhook receiver", info.webhook_url),
+            (
+                "Nexus endpoint",
+                f"{NEXUS_ENDPOINT} (service signgate.Signing, operation sign; callers in "
+                f"namespace {CALLER_NAMESPACE})",
+            ),
             ("Credentials", f"{info.credentials_path} (tokens and keys, mode 0600)"),
         ]
         self._say("signgate dev is ready.")
@@ -789,6 +799,55 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+NEXUS_ENDPOINT = "signgate-signing"
+"""The Nexus endpoint ``signgate dev`` keeps: signgate.Signing on the worker's task queue
+(the same name as :data:`signgate.nexus_service.DEFAULT_ENDPOINT`)."""
+CALLER_NAMESPACE = "signgate-caller"
+"""A second namespace on the dev server, where a Nexus caller's workflows can run."""
+
+
+def _ensure_nexus_endpoint(address: str, namespace: str, task_queue: str) -> None:
+    """Create :data:`NEXUS_ENDPOINT` targeting ``namespace``/``task_queue``, or point the one
+    a previous start left at them (the task queue may have changed)."""
+
+    async def ensure() -> None:
+        from temporalio.api.nexus.v1 import EndpointSpec, EndpointTarget
+        from temporalio.api.operatorservice.v1 import (
+            CreateNexusEndpointRequest,
+            ListNexusEndpointsRequest,
+            UpdateNexusEndpointRequest,
+        )
+        from temporalio.client import Client
+
+        client = await Client.connect(address, namespace=namespace)
+        spec = EndpointSpec(
+            name=NEXUS_ENDPOINT,
+            target=EndpointTarget(
+                worker=EndpointTarget.Worker(namespace=namespace, task_queue=task_queue)
+            ),
+        )
+        found = await client.operator_service.list_nexus_endpoints(
+            ListNexusEndpointsRequest(name=NEXUS_ENDPOINT)
+        )
+        for endpoint in found.endpoints:
+            if endpoint.spec.target == spec.target:
+                return
+            await client.operator_service.update_nexus_endpoint(
+                UpdateNexusEndpointRequest(id=endpoint.id, version=endpoint.version, spec=spec)
+            )
+            return
+        await client.operator_service.create_nexus_endpoint(CreateNexusEndpointRequest(spec=spec))
+
+    try:
+        asyncio.run(ensure())
+    except Exception as exc:
+        raise CommandError(
+            f"could not create the Nexus endpoint {NEXUS_ENDPOINT} on Temporal at {address}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            code=1,
+        ) from None
 
 
 def _wait_temporal(

@@ -18,7 +18,12 @@ from temporalio.worker import Worker
 
 from activities.downstream import SqliteLedger
 from tests.support.sandbox import EngineSandbox
-from worker import ENGINE_WORKFLOWS, LogContextInterceptor, engine_activities
+from worker import (
+    ENGINE_WORKFLOWS,
+    LogContextInterceptor,
+    engine_activities,
+    engine_nexus_handlers,
+)
 
 CALLBACK_SECRET = "test-callback-secret-0123456789"
 """The ``default`` callback secret of the in-process worker (a test value, not a secret)."""
@@ -60,6 +65,7 @@ async def run_engine_worker(
             client,
             task_queue=task_queue,
             workflows=list(ENGINE_WORKFLOWS),
+            nexus_service_handlers=engine_nexus_handlers(),
             activities=activities,
             interceptors=[LogContextInterceptor()],
         ):

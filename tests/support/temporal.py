@@ -28,6 +28,8 @@ from tests.support.ports import free_port
 VENV_BIN = Path(sys.executable).parent
 TEMPORAL_CLI = VENV_BIN / "temporal"
 TEST_SERVER = VENV_BIN / "temporal-test-server"
+CALLER_NAMESPACE = "caller"
+"""A second namespace on the dev server, for callers that reach signgate through Nexus."""
 
 
 async def register_search_attributes(client: Client, namespace: str = "default") -> None:
@@ -54,9 +56,9 @@ async def start_time_skipping() -> WorkflowEnvironment:
 async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
     """``temporal server start-dev`` from the venv on a free 127.0.0.1 port (in-memory SQLite).
 
-    signgate's search attributes are registered, the pydantic converter is the client's.
-    ``extra`` goes to :meth:`WorkflowEnvironment.start_local` (e.g.
-    ``dev_server_database_filename``).
+    signgate's search attributes are registered, the pydantic converter is the client's, and
+    a second namespace (:data:`CALLER_NAMESPACE`) exists for Nexus callers. ``extra`` goes
+    to :meth:`WorkflowEnvironment.start_local` (e.g. ``dev_server_database_filename``).
     """
     return await WorkflowEnvironment.start_local(
         namespace="default",
@@ -67,6 +69,7 @@ async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
         dev_server_existing_path=str(TEMPORAL_CLI),
         dev_server_log_level="error",
         dev_server_startup_timeout=timedelta(seconds=60),
+        dev_server_extra_args=["--namespace", CALLER_NAMESPACE],
         **extra,
     )
 
