@@ -30,7 +30,6 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from activities.downstream import SqliteLedger  # noqa: E402
 from activities.payout import serialize_eip1559  # noqa: E402
 from bench import _common  # noqa: E402
-from bench.engine import BIN, BYTECODE_NOTE, Org  # noqa: E402
+from bench.engine import BIN, BYTECODE_NOTE, Org, engine_servers  # noqa: E402
 from signgate.contracts import (  # noqa: E402
     BatchPayout,
     BuildTransferInput,
@@ -151,38 +150,14 @@ async def _cli(
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> None:
-    temporal_port = _common.free_port()
-    sandbox_port = _common.free_port()
-    dev_args = _common.dev_server_args(BIN / "temporal", temporal_port)
-    sandbox_args = [
-        str(BIN / "signgate"), "sandbox", "--port", str(sandbox_port),
-        "--db", str(workdir / "sandbox.db"), "--log-level", "WARNING", "--executing-delay", "0.2",
-        "--rate-limit", "0",  # the engine's own figures, not Dfns's budget
-    ]  # fmt: skip
-    with (
-        _common.process(dev_args, workdir / "temporal.log"),
-        _common.process(sandbox_args, workdir / "sandbox.log"),
-    ):
-        _common.wait_for(lambda: _common.listening(temporal_port), "the Temporal dev server")
-        credentials_path = workdir / "sandbox-credentials.json"
-        _common.wait_for(
-            lambda: (
-                credentials_path.exists()
-                and "baseUrl" in json.loads(credentials_path.read_text() or "{}")
-            ),
-            "the sandbox",
-        )
-        org = Org(f"http://127.0.0.1:{sandbox_port}", json.loads(credentials_path.read_text()))
-        client = await Client.connect(
-            f"127.0.0.1:{temporal_port}", data_converter=pydantic_data_converter
-        )
+    async with engine_servers(workdir) as (client, org, _pids):
         tq = f"bench-{uuid.uuid4().hex[:8]}"
         engine = org.credentials["identities"]["engine"]
         pem = workdir / "engine.pem"
         pem.write_text(engine["privateKeyPem"])
         pem.chmod(0o600)
         cli_env = _common.clean_env(
-            TEMPORAL_ADDRESS=f"127.0.0.1:{temporal_port}",
+            TEMPORAL_ADDRESS=client.service_client.config.target_host,
             SIGNGATE_TASK_QUEUE=tq,
             SIGNGATE_DFNS_BASE_URL=org.base_url,
             SIGNGATE_DFNS_AUTH_TOKEN=engine["authToken"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -95,14 +96,18 @@ def _signature_input(target: SigningTarget, **overrides: Any) -> SignatureWorkfl
     return SignatureWorkflowInput.model_validate(values)
 
 
-async def bench(args: argparse.Namespace, workdir: Path) -> None:
+@contextlib.asynccontextmanager
+async def engine_servers(workdir: Path) -> AsyncIterator[tuple[Client, Org, dict[str, int]]]:
+    """A headless dev server and ``signgate sandbox`` (rate limit off: these benchmarks
+    measure the engine, not Dfns's budget) as processes; yields a client, the sandbox org
+    and the two pids. Both are stopped on the way out."""
     temporal_port = _common.free_port()
     sandbox_port = _common.free_port()
     dev_args = _common.dev_server_args(BIN / "temporal", temporal_port)
-    sandbox_db = workdir / "sandbox.db"
     sandbox_args = [
-        str(BIN / "signgate"), "sandbox", "--port", str(sandbox_port), "--db", str(sandbox_db),
-        "--rate-limit", "0", "--log-level", "WARNING", "--executing-delay", "0.2",
+        str(BIN / "signgate"), "sandbox", "--port", str(sandbox_port),
+        "--db", str(workdir / "sandbox.db"), "--rate-limit", "0",
+        "--log-level", "WARNING", "--executing-delay", "0.2",
     ]  # fmt: skip
     with (
         _common.process(dev_args, workdir / "temporal.log") as dev,
@@ -121,7 +126,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         client = await Client.connect(
             f"127.0.0.1:{temporal_port}", data_converter=pydantic_data_converter
         )
-        await _measure(args, client, org, workdir, {"server": dev.pid, "sandbox": sandbox.pid})
+        yield client, org, {"server": dev.pid, "sandbox": sandbox.pid}
+
+
+async def bench(args: argparse.Namespace, workdir: Path) -> None:
+    async with engine_servers(workdir) as (client, org, pids):
+        await _measure(args, client, org, workdir, pids)
 
 
 @dataclass

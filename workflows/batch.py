@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         PayoutBatchOutcome,
         SignatureWorkflowInput,
     )
-    from signgate.dfns.requests import TransactionRequest
+    from workflows.state import transfer_request
 
 
 @workflow.defn(name=ids.PAYOUT_BATCH_WORKFLOW, failure_exception_types=[ValidationError])
@@ -158,16 +158,7 @@ class PayoutBatchWorkflow:
                 )
             )
             return
-        if source.kind == "wallet":
-            request = TransactionRequest(transaction=built.unsigned_transaction)
-        elif batch.network is not None:
-            request = TransactionRequest(
-                transaction=built.unsigned_transaction, network=batch.network
-            )
-        else:
-            request = TransactionRequest(
-                transaction=built.unsigned_transaction, blockchain_kind="Evm"
-            )
+        request = transfer_request(source, built.unsigned_transaction, batch.network)
         try:
             await workflow.start_child_workflow(
                 ids.SIGNATURE_WORKFLOW,

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         SignatureOutcome,
         SignatureWorkflowInput,
     )
-    from signgate.dfns.requests import TransactionRequest
+    from workflows.state import transfer_request
 
 
 @workflow.defn(name=ids.PAYOUT_WORKFLOW, failure_exception_types=[ValidationError])
@@ -42,17 +42,7 @@ class PayoutWorkflow:
         """Build, sign (child workflow), record, notify."""
         payout_id = workflow.info().workflow_id
         built = await api.BUILD_TRANSFER.run(input.transfer)
-        if input.source.kind == "wallet":
-            # A wallet carries its network; a second, different one would be refused.
-            request = TransactionRequest(transaction=built.unsigned_transaction)
-        elif input.network is not None:
-            request = TransactionRequest(
-                transaction=built.unsigned_transaction, network=input.network
-            )
-        else:
-            request = TransactionRequest(
-                transaction=built.unsigned_transaction, blockchain_kind="Evm"
-            )
+        request = transfer_request(input.source, built.unsigned_transaction, input.network)
         child = await workflow.start_child_workflow(
             ids.SIGNATURE_WORKFLOW,
             SignatureWorkflowInput(

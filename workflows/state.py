@@ -37,11 +37,13 @@ from signgate.contracts import (
     SignatureOutcome,
     SignatureWorkflowInput,
     SignatureWorkflowState,
+    SigningTarget,
     StatusEvent,
     VerificationResult,
     status_rank,
 )
 from signgate.dfns.models import SignatureRequestView, SignatureStatus
+from signgate.dfns.requests import TransactionRequest
 
 __all__ = ["FINAL_STATUSES", "Read", "RequestMismatch", "RequestTracker", "next_interval"]
 
@@ -66,6 +68,21 @@ class Read:
     """This read told the workflow its request's id."""
     unknown_status: str | None = None
     """Dfns's raw status when it is not one the engine knows (nothing was recorded)."""
+
+
+def transfer_request(
+    source: SigningTarget, unsigned_transaction: str, network: str | None
+) -> TransactionRequest:
+    """The Dfns body that signs a built EVM transfer from ``source``.
+
+    A wallet carries its network (a second, different one would be refused); a key takes
+    ``network``, or plain ``blockchainKind: Evm`` when none is given.
+    """
+    if source.kind == "wallet":
+        return TransactionRequest(transaction=unsigned_transaction)
+    if network is not None:
+        return TransactionRequest(transaction=unsigned_transaction, network=network)
+    return TransactionRequest(transaction=unsigned_transaction, blockchain_kind="Evm")
 
 
 def next_interval(policy: PollingPolicy, interval: timedelta, *, changed: bool) -> timedelta:

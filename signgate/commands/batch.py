@@ -38,6 +38,7 @@ from signgate.commands.common import (
     format_duration,
     load_settings,
     read_stack,
+    task_queue_for,
     uses_temporal,
 )
 from signgate.commands.sign import parse_deadline, target_scheme
@@ -323,9 +324,7 @@ async def _batch(args: argparse.Namespace) -> int:
     batch_id, batch = await plan_batch(args, access)
     client = await connect_temporal(args.state_dir)
     stack = read_stack(args.state_dir)
-    task_queue = settings.task_queue
-    if stack is not None and "task_queue" not in settings.model_fields_set:
-        task_queue = stack.task_queue
+    task_queue = task_queue_for(settings, stack)
     existing: str | None = None
     handle: WorkflowHandle[Any, PayoutBatchOutcome]
     try:

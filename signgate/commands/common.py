@@ -179,6 +179,14 @@ class StackInfo:
         tmp.replace(path)
 
 
+def task_queue_for(settings: Settings, stack: StackInfo | None) -> str:
+    """The task queue to start workflows on: ``SIGNGATE_TASK_QUEUE`` when set, else the one
+    the running stack's worker polls, else the default."""
+    if stack is not None and "task_queue" not in settings.model_fields_set:
+        return stack.task_queue
+    return settings.task_queue
+
+
 def read_stack(state_dir: Path) -> StackInfo | None:
     """The running stack recorded in ``state_dir``, or ``None`` (no record, or it has stopped)."""
     try:

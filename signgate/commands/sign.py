@@ -31,6 +31,7 @@ from signgate.commands.common import (
     describe_dfns_error,
     load_settings,
     read_stack,
+    task_queue_for,
     uses_temporal,
 )
 from signgate.commands.progress import follow, outcome_exit_code, outcome_lines
@@ -417,9 +418,7 @@ async def _sign(args: argparse.Namespace) -> int:
     plan = await plan_signature(args, access, webhooks=True if stack is not None else None)
     client = await connect_temporal(args.state_dir)
     # The stack's worker polls the task queue it was started with, unless one is set here.
-    task_queue = settings.task_queue
-    if stack is not None and "task_queue" not in settings.model_fields_set:
-        task_queue = stack.task_queue
+    task_queue = task_queue_for(settings, stack)
     # The request id is the business key: one execution per id, ever. FAIL (not USE_EXISTING)
     # makes the server say, by refusing, that it started nothing, whether the holder of the id
     # is running or closed (REJECT_DUPLICATE); we then attach to it.
