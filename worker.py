@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,8 @@ from activities.nexus import SigningServiceHandler
 from activities.payout import build_evm_transfer
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
+from signgate import activity_api as api
+from signgate import ids
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
@@ -66,6 +69,8 @@ __all__ = [
     "build_runtime",
     "engine_activities",
     "engine_nexus_handlers",
+    "engine_workers",
+    "lane_rates",
     "main",
     "run_worker",
 ]
@@ -125,6 +130,68 @@ def engine_activities(
         downstream.record_ledger,
         build_evm_transfer,
     ]
+
+
+def lane_rates(settings: Settings) -> dict[api.Lane, float]:
+    """Activities a second each Dfns lane's task queue may dispatch, from the budget settings.
+
+    A lane's budget in calls a minute, divided by the calls one of its activities makes, is
+    what the Temporal server enforces for every worker of the queue together. Empty when the
+    budget is off.
+    """
+    rates: dict[api.Lane, float] = {}
+    for lane in api.LANES:
+        per_minute = settings.dfns_budget_per_minute(lane)
+        if per_minute is not None:
+            rates[lane] = per_minute / 60 / api.lane_calls(lane)
+    return rates
+
+
+@asynccontextmanager
+async def engine_workers(
+    client: Client,
+    *,
+    task_queue: str,
+    activities: Sequence[Callable[..., Any]],
+    workflows: Sequence[type] = ENGINE_WORKFLOWS,
+    rates: Mapping[api.Lane, float] | None = None,
+    nexus_service_handlers: Sequence[object] = (),
+    **options: Any,
+) -> AsyncIterator[None]:
+    """Run the engine on ``task_queue``: one worker for it, one for each Dfns lane's queue.
+
+    ``activities`` are split by :func:`signgate.activity_api.lane_of`: those that call Dfns
+    go to their lane's worker (rate-limited by ``rates``, activities a second), the rest to
+    the workflows' own. ``options`` are passed to every worker.
+    """
+    by_lane: dict[api.Lane | None, list[Callable[..., Any]]] = {}
+    for implementation in activities:
+        by_lane.setdefault(api.lane_of(implementation), []).append(implementation)
+    rates = rates or {}
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            Worker(
+                client,
+                task_queue=task_queue,
+                workflows=list(workflows),
+                activities=by_lane.pop(None, []),
+                nexus_service_handlers=list(nexus_service_handlers),
+                **options,
+            )
+        )
+        for lane in api.LANES:
+            if lane not in by_lane:
+                continue
+            await stack.enter_async_context(
+                Worker(
+                    client,
+                    task_queue=ids.dfns_task_queue(task_queue, lane),
+                    activities=by_lane[lane],
+                    max_task_queue_activities_per_second=rates.get(lane),
+                    **options,
+                )
+            )
+        yield
 
 
 class LogContextInterceptor(Interceptor):
@@ -194,10 +261,10 @@ async def run_worker(
         if client is None:
             client = await connect_temporal(runtime=runtime)
         ledgers: dict[str, Ledger] = {"default": SqliteLedger(settings.ledger_path)}
-        worker = Worker(
+        rates = lane_rates(settings)
+        workers = engine_workers(
             client,
             task_queue=settings.task_queue,
-            workflows=list(ENGINE_WORKFLOWS),
             nexus_service_handlers=engine_nexus_handlers(),
             activities=engine_activities(
                 dfns,
@@ -205,19 +272,21 @@ async def run_worker(
                 callback_secrets=settings.all_callback_secrets(),
                 ledgers=ledgers,
             ),
+            rates=rates,
             interceptors=[LogContextInterceptor()],
             max_concurrent_activities=settings.max_concurrent_activities,
             max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
-        _log.info(
-            "worker.started",
-            task_queue=settings.task_queue,
-            namespace=client.namespace,
-            dfns_base_url=settings.dfns_base_url,
-            metrics_port=settings.metrics_port,
-        )
-        async with worker:
+        async with workers:
+            _log.info(
+                "worker.started",
+                task_queue=settings.task_queue,
+                namespace=client.namespace,
+                dfns_base_url=settings.dfns_base_url,
+                metrics_port=settings.metrics_port,
+                dfns_activities_per_second={lane: round(r, 3) for lane, r in rates.items()},
+            )
             if ready is not None:
                 ready()
             await stop.wait()

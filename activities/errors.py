@@ -53,6 +53,7 @@ __all__ = [
     "dfns_errors",
     "is_decision_conflict",
     "is_retryable_status",
+    "read_errors",
     "submit_error",
     "to_application_error",
 ]
@@ -126,6 +127,29 @@ def dfns_errors(action: str) -> Iterator[None]:
     """Re-raise any :class:`DfnsError` inside the block as its ``ApplicationError``."""
     try:
         yield
+    except DfnsError as exc:
+        raise to_application_error(exc, action=action) from None
+
+
+@contextmanager
+def read_errors(action: str) -> Iterator[None]:
+    """:func:`dfns_errors` for a poll, whose 429 is not retried by the activity.
+
+    A poll is one look of a loop that looks again: retrying a 429 in the activity would
+    spend the poll's few attempts on the budget, not on the request. The workflow gets the
+    ``DfnsRateLimited`` failure, with ``retry_after``, and waits at least that long.
+    """
+    try:
+        yield
+    except DfnsRateLimitError as exc:
+        error = to_application_error(exc, action=action)
+        raise ApplicationError(
+            error.message,
+            *error.details,
+            type=error.type,
+            non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
+        ) from None
     except DfnsError as exc:
         raise to_application_error(exc, action=action) from None
 

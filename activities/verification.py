@@ -31,7 +31,7 @@ from typing import Final
 
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import dfns_errors
+from activities.errors import dfns_errors, read_errors
 from activities.signing import slim
 from signgate import activity_api as api
 from signgate import crypto
@@ -301,11 +301,12 @@ class VerificationActivities:
     async def read_and_verify(self, input: ReadAndVerifyInput) -> ReadAndVerifyResult:
         """Read the request; when it carries signatures, verify them in the same activity.
 
-        A read that fails fails the activity (the workflow counts a failed poll). A key that
+        A read that fails fails the activity (the workflow counts a failed poll; a 429 is not
+        retried here and not counted, see :func:`~activities.errors.read_errors`). A key that
         cannot be read only leaves ``verification`` empty: the workflow then verifies with
         :meth:`verify`, which retries until the key can be read.
         """
-        with dfns_errors(f"fetch {input.signature_id}"):
+        with read_errors(f"fetch {input.signature_id}"):
             view = slim(await self._dfns.fetch(input.target, input.signature_id))
         if not input.verify or (view.signature is None and not view.signatures):
             return ReadAndVerifyResult(view=view)

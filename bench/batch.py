@@ -30,7 +30,6 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -48,7 +47,7 @@ from signgate.contracts import (  # noqa: E402
 )
 from signgate.dfns.requests import TransactionRequest  # noqa: E402
 from signgate.logs import configure_logging  # noqa: E402
-from worker import ENGINE_WORKFLOWS, engine_activities  # noqa: E402
+from worker import engine_activities, engine_workers  # noqa: E402
 from workflows.batch import PayoutBatchWorkflow  # noqa: E402
 from workflows.signature import SignatureWorkflow  # noqa: E402
 
@@ -175,10 +174,9 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
                 callback_secrets={"default": SecretStr("bench")},
                 ledgers={"default": SqliteLedger(workdir / "ledger.sqlite")},
             )
-            async with Worker(
+            async with engine_workers(
                 client,
                 task_queue=tq,
-                workflows=list(ENGINE_WORKFLOWS),
                 activities=activities,
                 max_concurrent_workflow_tasks=200,
                 max_concurrent_activities=200,

@@ -38,7 +38,6 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,7 +57,7 @@ from signgate.contracts import PollingPolicy, SignatureWorkflowInput, SigningTar
 from signgate.dfns.requests import ApprovalDecisionRequest, HashRequest  # noqa: E402
 from signgate.ids import SA_STATUS  # noqa: E402
 from signgate.logs import configure_logging  # noqa: E402
-from worker import ENGINE_WORKFLOWS, engine_activities  # noqa: E402
+from worker import ENGINE_WORKFLOWS, engine_activities, engine_workers  # noqa: E402
 from workflows.signature import SignatureWorkflow  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -189,7 +188,7 @@ async def _measure(
                 task_queue=task_queue,
             )
 
-        async with Worker(client, **worker_kwargs):
+        async with engine_workers(client, **worker_kwargs):
             if BYTECODE_NOTE:
                 print(BYTECODE_NOTE)
             print(f"warming up ({args.warmup} of each)...", flush=True)
@@ -285,13 +284,7 @@ async def _memory(
     if cache is not None:
         kwargs["max_cached_workflows"] = cache
     polling = PollingPolicy(initial_interval=timedelta(hours=1))
-    async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=list(ENGINE_WORKFLOWS),
-        activities=activities,
-        **kwargs,
-    ):
+    async with engine_workers(client, task_queue=task_queue, activities=activities, **kwargs):
         gc.collect()
         idle = _rss_mb()
 

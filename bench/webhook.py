@@ -68,7 +68,6 @@ import httpx
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -95,7 +94,7 @@ from signgate.dfns.requests import ApprovalDecisionRequest, HashRequest  # noqa:
 from signgate.logs import configure_logging  # noqa: E402
 from signgate.settings import Settings  # noqa: E402
 from signgate.webhook.registration import register_webhook  # noqa: E402
-from worker import ENGINE_WORKFLOWS, engine_activities  # noqa: E402
+from worker import ENGINE_WORKFLOWS, engine_activities, engine_workers  # noqa: E402
 from workflows.signature import SignatureWorkflow  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -843,7 +842,7 @@ async def _with_worker(
             event_hooks={"request": [counter], "response": [counter.answered]},
         ) as http,
         httpx.AsyncClient(timeout=10) as callbacks,
-        Worker(
+        engine_workers(
             client,
             task_queue=task_queue,
             workflows=[*ENGINE_WORKFLOWS, SignalFloorWorkflow],

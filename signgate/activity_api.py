@@ -12,6 +12,13 @@ retries a few times and then fails to a caller that records the failure and carr
 (``BOUNDED``: a poll, whose loop polls again later; an approval read, whose outcome stands
 without the decisions). Only a non-retryable error (Dfns refused the input, a request that
 is not ours) reaches a workflow as a failure.
+
+The Dfns budget lives here too: an activity that calls Dfns names its **lane** (``reads`` or
+``writes``) and the calls one attempt makes. It runs on its lane's own task queue
+(:func:`signgate.ids.dfns_task_queue`), which the worker rate-limits with Temporal's
+``max_task_queue_activities_per_second``: the server dispatches at most that many tasks per
+second to all workers together, so the budget holds however many workers or waiting
+requests there are. A Dfns activity is never local: a local activity would bypass the queue.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -51,17 +58,26 @@ __all__ = [
     "DELIVER_CALLBACK",
     "DENY_APPROVAL",
     "DESCRIBE_APPROVAL",
+    "LANES",
     "READ_AND_VERIFY",
     "RECORD_LEDGER",
     "SUBMIT",
     "UNTIL_DONE",
     "VERIFY",
     "ActivityRef",
+    "Lane",
+    "lane_calls",
+    "lane_of",
 ]
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 Self_ = TypeVar("Self_")
+
+Lane = Literal["reads", "writes"]
+"""The Dfns task queues: reads (one call each) and writes (a user-action signed call)."""
+
+LANES: Final[tuple[Lane, ...]] = ("reads", "writes")
 
 UNTIL_DONE = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -92,6 +108,10 @@ class ActivityRef(Generic[In, Out]):
     ``"never"`` (it retries until done; only a non-retryable error ends it) or
     ``"recorded"`` (the caller records the failure and goes on). Tests check that no
     bounded activity is declared ``"never"``.
+
+    ``lane`` is the Dfns task queue the activity runs on (``None``: it does not call Dfns
+    and runs on the workflow's own queue); ``dfns_calls`` the Dfns calls one attempt makes
+    on its usual path, which the worker charges against the budget.
     """
 
     name: str
@@ -100,21 +120,39 @@ class ActivityRef(Generic[In, Out]):
     start_to_close: timedelta
     retry: RetryPolicy
     on_failure: Literal["never", "recorded"] = "never"
+    lane: Lane | None = None
+    dfns_calls: int = 0
 
     def implements(
         self, method: Callable[[Self_, In], Awaitable[Out]]
     ) -> Callable[[Self_, In], Awaitable[Out]]:
         """Register ``method`` (of an activity class) as this activity."""
+        setattr(method, _REF_ATTRIBUTE, self)
         return activity.defn(name=self.name)(method)
 
     def implements_function(
         self, function: Callable[[In], Awaitable[Out]]
     ) -> Callable[[In], Awaitable[Out]]:
         """Register a module-level ``function`` as this activity."""
+        setattr(function, _REF_ATTRIBUTE, self)
         return activity.defn(name=self.name)(function)
 
     def start(self, arg: In, *, local: bool = False) -> workflow.ActivityHandle[Out]:
-        """Schedule the activity from workflow code (a local activity when ``local``)."""
+        """Schedule the activity from workflow code (a local activity when ``local``).
+
+        A Dfns activity goes to its lane's task queue beside the workflow's own.
+        """
+        if self.lane is not None:
+            if local:
+                raise ValueError(f"{self.name} calls Dfns: it cannot run as a local activity")
+            return workflow.start_activity(
+                self.name,
+                arg,
+                result_type=self.result_type,
+                task_queue=ids.dfns_task_queue(workflow.info().task_queue, self.lane),
+                start_to_close_timeout=self.start_to_close,
+                retry_policy=self.retry,
+            )
         if local:
             return workflow.start_local_activity(
                 self.name,
@@ -136,12 +174,22 @@ class ActivityRef(Generic[In, Out]):
         return await self.start(arg, local=local)
 
 
+_REF_ATTRIBUTE: Final = "__signgate_activity_ref"
+
 _DFNS = timedelta(seconds=60)
 
 SUBMIT: ActivityRef[SubmitInput, SignatureRequestView] = ActivityRef(
-    ids.ACTIVITY_SUBMIT, SubmitInput, SignatureRequestView, _DFNS, UNTIL_DONE
+    ids.ACTIVITY_SUBMIT,
+    SubmitInput,
+    SignatureRequestView,
+    _DFNS,
+    UNTIL_DONE,
+    lane="writes",
+    dfns_calls=3,
 )
-"""Create the request; the same ``externalId`` makes every retry converge on one request."""
+"""Create the request; the same ``externalId`` makes every retry converge on one request.
+
+Three calls: the user-action challenge, its signed answer, the request (a 409 adds a read)."""
 
 READ_AND_VERIFY: ActivityRef[ReadAndVerifyInput, ReadAndVerifyResult] = ActivityRef(
     ids.ACTIVITY_READ_AND_VERIFY,
@@ -150,23 +198,48 @@ READ_AND_VERIFY: ActivityRef[ReadAndVerifyInput, ReadAndVerifyResult] = Activity
     _DFNS,
     BOUNDED,
     "recorded",
+    lane="reads",
+    dfns_calls=1,
 )
-"""One poll: read the request and verify any signatures it carries."""
+"""One poll: read the request and verify any signatures it carries.
+
+One call; the key's public key is read once per worker and target, then cached."""
 
 DENY_APPROVAL: ActivityRef[DenyApprovalInput, DenialResult] = ActivityRef(
-    ids.ACTIVITY_DENY_APPROVAL, DenyApprovalInput, DenialResult, _DFNS, UNTIL_DONE
+    ids.ACTIVITY_DENY_APPROVAL,
+    DenyApprovalInput,
+    DenialResult,
+    _DFNS,
+    UNTIL_DONE,
+    lane="writes",
+    dfns_calls=4,
 )
-"""Deny the engine's own pending approval; "already decided" is a result."""
+"""Deny the engine's own pending approval; "already decided" is a result.
+
+Four calls: read the approval, the challenge, its signed answer, the decision."""
 
 DESCRIBE_APPROVAL: ActivityRef[DescribeApprovalInput, ApprovalInfo] = ActivityRef(
-    ids.ACTIVITY_DESCRIBE_APPROVAL, DescribeApprovalInput, ApprovalInfo, _DFNS, BOUNDED, "recorded"
+    ids.ACTIVITY_DESCRIBE_APPROVAL,
+    DescribeApprovalInput,
+    ApprovalInfo,
+    _DFNS,
+    BOUNDED,
+    "recorded",
+    lane="reads",
+    dfns_calls=1,
 )
 """Read the approval's decisions for the outcome."""
 
 VERIFY: ActivityRef[VerifyInput, VerificationResult] = ActivityRef(
-    ids.ACTIVITY_VERIFY, VerifyInput, VerificationResult, timedelta(seconds=30), UNTIL_DONE
+    ids.ACTIVITY_VERIFY,
+    VerifyInput,
+    VerificationResult,
+    timedelta(seconds=30),
+    UNTIL_DONE,
+    lane="reads",
+    dfns_calls=1,
 )
-"""Verify a signature against the key's public key (read from Dfns until it can be)."""
+"""Verify a signature against the key's public key (read from Dfns until it can be; cached)."""
 
 DELIVER_CALLBACK: ActivityRef[CallbackInput, DeliveryReceipt] = ActivityRef(
     ids.ACTIVITY_DELIVER_CALLBACK,
@@ -202,3 +275,18 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     BUILD_TRANSFER,
 )
 """Every declaration, for the worker's registration check and the retry-rule test."""
+
+
+def lane_of(implementation: Callable[..., Any]) -> Lane | None:
+    """The lane of an activity implementation registered through :meth:`ActivityRef.implements`.
+
+    ``None`` for an activity that does not call Dfns, or one not declared here.
+    """
+    function = getattr(implementation, "__func__", implementation)
+    ref = getattr(function, _REF_ATTRIBUTE, None)
+    return ref.lane if isinstance(ref, ActivityRef) else None
+
+
+def lane_calls(lane: Lane) -> int:
+    """The most Dfns calls one attempt of an activity in ``lane`` makes on its usual path."""
+    return max(ref.dfns_calls for ref in ALL if ref.lane == lane)

@@ -22,6 +22,17 @@ from temporalio.common import SearchAttributeKey
 
 DEFAULT_TASK_QUEUE: Final = "signgate"
 
+
+def dfns_task_queue(task_queue: str, lane: str) -> str:
+    """The task queue of the activities in Dfns ``lane`` for workflows on ``task_queue``.
+
+    Derived, not configured, so a workflow needs no setting to find it and every worker of
+    ``task_queue`` polls the same one: ``signgate`` has ``signgate-dfns-reads`` and
+    ``signgate-dfns-writes``.
+    """
+    return f"{task_queue}-dfns-{lane}"
+
+
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
 PAYOUT_BATCH_WORKFLOW: Final = "PayoutBatchWorkflow"

@@ -92,6 +92,30 @@ class Settings(BaseSettings):
         ),
     )
 
+    # The engine's share of the organisation's Dfns rate limit (README: "The Dfns budget")
+    dfns_org_rate_limit_per_minute: int = Field(
+        default=1000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "The organisation's Dfns rate limit in requests a minute (1000; 100 for a trial "
+            "org); 0 turns the engine's budget off."
+        ),
+    )
+    dfns_budget_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Fraction of the org limit the engine may use; people and other "
+        "integrations keep the rest.",
+    )
+    dfns_write_share: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="Fraction of the engine's budget for submits and denials; reads get the rest.",
+    )
+
     # Temporal (connection itself comes from temporalio.envconfig)
     task_queue: str = Field(default="signgate", min_length=1, description="Worker task queue.")
     metrics_port: int | None = Field(
@@ -318,6 +342,14 @@ class Settings(BaseSettings):
             max_interval=timedelta(seconds=maximum),
             backoff_coefficient=backoff,
         )
+
+    def dfns_budget_per_minute(self, lane: Literal["reads", "writes"]) -> float | None:
+        """Dfns calls a minute the engine's ``lane`` may make; ``None`` when the budget is off."""
+        if self.dfns_org_rate_limit_per_minute == 0:
+            return None
+        engine = self.dfns_org_rate_limit_per_minute * self.dfns_budget_share
+        share = self.dfns_write_share if lane == "writes" else 1 - self.dfns_write_share
+        return engine * share
 
     def all_callback_secrets(self) -> dict[str, SecretStr]:
         """Callback secrets by name, ``default`` included when set."""

@@ -26,7 +26,8 @@ Rules:
 ``one-retry-rule``
     ``RetryPolicy`` is built, and activities are started, only in
     ``signgate/activity_api.py``: the retry rule ("a retryable error never decides an
-    outcome") has one place in code.
+    outcome") has one place in code, and so does the Dfns budget (an activity that calls
+    Dfns is started on its lane's rate-limited task queue, never as a local activity).
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
 """What the rules read: the shipped code, and the tests for the rule about them."""
 
 _DFNS_ERROR = re.compile(r"^Dfns\w*Error$")
-_STARTS_ACTIVITY = {"start_activity", "execute_activity", "execute_local_activity"}
+_STARTS_ACTIVITY = {
+    "start_activity",
+    "execute_activity",
+    "start_local_activity",
+    "execute_local_activity",
+}
 _START_ACTIVITY_OWNERS = {"workflow"}
 
 

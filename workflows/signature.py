@@ -6,7 +6,7 @@ The workflow id is the caller's business key. ``run`` reads as the request's lif
    submit (lost response, worker death) converges on the same Dfns request;
 2. **wait until settled**, in one loop: ``wait_condition(hint, timeout=interval)``. A status
    hint (signal or update from the webhook receiver) that moves the status forward wakes it
-   at once and the same workflow task reads the request with a local activity; a resolved
+   at once and the workflow reads the request on the Dfns reads queue; a resolved
    approval alone brings the next poll forward (the request's own status event follows it);
    a timeout runs one poll; the interval backs off to a cap and resets on progress. Past the
    caller's deadline, or on cancel, the engine denies its own pending approval at Dfns;
@@ -86,6 +86,8 @@ class SignatureWorkflow:
         self._tracker = RequestTracker(input, state)
         self._request = input.request.model_copy(update={"external_id": state.external_id})
         self._next_poll_at: datetime | None = None
+        # Dfns's Retry-After from a poll it refused with 429: the next poll waits as long.
+        self._retry_after: timedelta | None = None
         self._notes: list[str] = []
         self._submit_unknown: str | None = None  # why, while waiting for resolve_submit
         self._resolution: SubmitResolution | None = None
@@ -356,13 +358,20 @@ class SignatureWorkflow:
                 tracker.approval_changed = False
                 interval = st.next_interval = policy.initial_interval
                 continue
-            changed = await self._poll(local=woke)
+            changed = await self._poll()
             polls_this_run += 1
             changed = tracker.drop_stale_hint() or changed
-            interval = st.next_interval = next_interval(policy, interval, changed=changed)
+            interval = next_interval(policy, interval, changed=changed)
+            if self._retry_after is not None:
+                interval, self._retry_after = max(interval, self._retry_after), None
+            st.next_interval = interval
 
-    async def _poll(self, *, local: bool = False) -> bool:
-        """Read the request from Dfns (verifying new signatures); True when it moved."""
+    async def _poll(self) -> bool:
+        """Read the request from Dfns (verifying new signatures); True when it moved.
+
+        A read Dfns refused with 429 is not a failed poll: the request is unchanged as far
+        as anyone knows, and the next look waits at least for ``Retry-After``.
+        """
         tracker = self._tracker
         st = tracker.state
         assert st.signature_id is not None
@@ -376,9 +385,12 @@ class SignatureWorkflow:
                     request=self._request,
                     verify=st.verification is None,
                 ),
-                local=local,
             )
         except ActivityError as err:
+            if _error_type(err) == ids.ERR_RATE_LIMITED:
+                self._retry_after = _retry_after(err)
+                workflow.logger.info("signature.poll_rate_limited", extra={"polls": st.polls})
+                return False
             error = str(err.cause or err)
             tracker.record_poll(error)
             workflow.logger.warning(
@@ -433,12 +445,9 @@ class SignatureWorkflow:
         assert snap is not None
         result = tracker.verification_for_snapshot()
         if result is None:
-            # Local: a key read and a verification need no task queue round trip; the
-            # result is still recorded in history (as a marker).
             result = await self._call(
                 api.VERIFY,
                 VerifyInput(target=self._input.target, request=self._request, snapshot=snap),
-                local=True,
             )
             tracker.record_verification(result, snap)
             self._verification_metric(result)
@@ -462,7 +471,7 @@ class SignatureWorkflow:
             return
         try:
             st.approval = await self._call(
-                api.DESCRIBE_APPROVAL, DescribeApprovalInput(approval_id=approval_id), local=True
+                api.DESCRIBE_APPROVAL, DescribeApprovalInput(approval_id=approval_id)
             )
         except ActivityError as err:
             # The outcome stands without the decisions; say why they are missing.
@@ -600,19 +609,16 @@ class SignatureWorkflow:
             self._next_poll_at = None
         return True
 
-    async def _call(
-        self, ref: api.ActivityRef[_In, _Out], arg: _In, *, local: bool = False
-    ) -> _Out:
+    async def _call(self, ref: api.ActivityRef[_In, _Out], arg: _In) -> _Out:
         """Run an activity to completion even if the workflow is cancelled meanwhile.
 
         Cancelling a submit half-way would leave it unknown whether Dfns holds a request;
         cancelling a read or a delivery gains nothing. The cancel is remembered instead and
         handled by the loop (deny the approval), so it is never lost.
         """
-        if not local:
-            # The workflow task ends here: what it changed must be visible meanwhile.
-            self._flush()
-        handle = ref.start(arg, local=local)
+        # The workflow task ends here: what it changed must be visible meanwhile.
+        self._flush()
+        handle = ref.start(arg)
         try:
             return await asyncio.shield(handle)
         except asyncio.CancelledError:
@@ -626,3 +632,13 @@ def _error_type(exc: ActivityError | ApplicationError) -> str | None:
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = cause.cause if isinstance(cause, ActivityError) else cause.__cause__
     return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _retry_after(exc: ActivityError) -> timedelta | None:
+    """The ``Retry-After`` a ``DfnsRateLimited`` failure carries, if Dfns sent one."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.details:
+        details = cause.details[0]
+        if isinstance(details, dict) and isinstance(details.get("retry_after"), int | float):
+            return timedelta(seconds=details["retry_after"])
+    return None

@@ -573,6 +573,9 @@ class DevStack:
             env.setdefault(name, value)
         if "SIGNGATE_CALLBACK_SECRET" not in env:
             env["SIGNGATE_CALLBACK_SECRET"] = self._callback_secret()
+        if "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE" not in env:
+            # The engine's budget is a share of the limit this sandbox enforces.
+            env["SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE"] = str(_sandbox_rate_limit(sandbox_url))
         env.update(
             {
                 "TEMPORAL_ADDRESS": f"{opts.host}:{opts.temporal_port}",
@@ -1039,3 +1042,18 @@ def _run_dev(args: argparse.Namespace) -> int:
     if code == 0:
         print("signgate dev: stopped", flush=True)
     return code
+
+
+def _sandbox_rate_limit(sandbox_url: str) -> int:
+    """The organisation's rate limit the sandbox enforces (``/_local/rate-limit``); 0 if off."""
+    import httpx
+
+    try:
+        answer = httpx.get(f"{sandbox_url}/_local/rate-limit", timeout=10, trust_env=False)
+        answer.raise_for_status()
+        limit = answer.json().get("limitPerMinute")
+    except (httpx.HTTPError, ValueError) as exc:
+        raise CommandError(
+            f"could not read the sandbox's rate limit at {sandbox_url}: {exc}"
+        ) from None
+    return limit if isinstance(limit, int) else 0

@@ -25,7 +25,6 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.downstream import SqliteLedger
 from signgate.contracts import (
@@ -49,7 +48,7 @@ from tests.support.eventually import eventually
 from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
 from tests.support.temporal import start_time_skipping
-from worker import ENGINE_WORKFLOWS, engine_activities
+from worker import engine_activities, engine_workers
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
@@ -350,12 +349,7 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
                 callback_secrets={"default": SecretStr("recorder-callback-secret")},
                 ledgers={"default": SqliteLedger(directory / name / "ledger.sqlite")},
             )
-            async with Worker(
-                env.client,
-                task_queue=tq,
-                workflows=list(ENGINE_WORKFLOWS),
-                activities=activities,
-            ):
+            async with engine_workers(env.client, task_queue=tq, activities=activities):
                 await scenario(env.client, sandbox, tq, wid)
                 workflow_ids = [wid]
                 if scenario is payout_confirmed:

@@ -14,15 +14,14 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
-from temporalio.worker import Worker
 
 from activities.downstream import SqliteLedger
 from tests.support.sandbox import EngineSandbox
 from worker import (
-    ENGINE_WORKFLOWS,
     LogContextInterceptor,
     engine_activities,
     engine_nexus_handlers,
+    engine_workers,
 )
 
 CALLBACK_SECRET = "test-callback-secret-0123456789"
@@ -61,10 +60,9 @@ async def run_engine_worker(
             callback_secrets={"default": SecretStr(CALLBACK_SECRET)},
             ledgers={"default": ledger},
         )
-        async with Worker(
+        async with engine_workers(
             client,
             task_queue=task_queue,
-            workflows=list(ENGINE_WORKFLOWS),
             nexus_service_handlers=engine_nexus_handlers(),
             activities=activities,
             interceptors=[LogContextInterceptor()],

@@ -87,10 +87,13 @@ def engine_env(
     task_queue: str,
     directory: Path,
     metrics_port: int | None = None,
+    org_rate_limit: int = 0,
 ) -> dict[str, str]:
     """The environment of a worker process that runs the engine against ``sandbox``.
 
     The engine's credential key goes to a 0600 file in ``directory``, as an operator keeps it.
+    The engine's Dfns budget is off unless ``org_rate_limit`` (calls a minute) is given, as
+    the test sandbox's own limit is.
     """
     engine = sandbox.identity("engine")
     pem = directory / "engine.pem"
@@ -107,4 +110,5 @@ def engine_env(
         "SIGNGATE_LEDGER_PATH": str(directory / "ledger.sqlite"),
         "SIGNGATE_SHUTDOWN_GRACE_SECONDS": "1",
         "SIGNGATE_METRICS_PORT": str(metrics_port or free_port()),
+        "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": str(org_rate_limit),
     }

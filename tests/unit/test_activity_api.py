@@ -57,3 +57,26 @@ def test_the_workflow_fakes_implement_the_same_declarations() -> None:
         str(activity._Definition.must_from_callable(fn).name) for fn in FakeDfns().activities()
     }
     assert names <= {ref.name for ref in api.ALL}
+
+
+def test_every_activity_that_holds_the_dfns_client_runs_on_a_dfns_lane() -> None:
+    """What calls Dfns is rate-limited by its lane's task queue; nothing else is."""
+    for fn in _implementations():
+        holds_dfns = fn.__qualname__.split(".")[0] in (
+            "SigningActivities",
+            "VerificationActivities",
+        )
+        name = activity._Definition.must_from_callable(fn).name
+        assert (api.lane_of(fn) is not None) == holds_dfns, name
+    for ref in api.ALL:
+        assert (ref.lane is None) == (ref.dfns_calls == 0), ref.name
+
+
+def test_lane_of_reads_bound_methods_and_the_fakes_alike() -> None:
+    fake = FakeDfns()
+    assert api.lane_of(fake.submit) == "writes"
+    assert api.lane_of(fake.read_and_verify) == "reads"
+    assert api.lane_of(fake.deliver_callback) is None
+    assert api.lane_of(build_evm_transfer) is None
+    assert api.lane_calls("writes") == 4  # a denial: read, challenge, signed answer, decision
+    assert api.lane_calls("reads") == 1

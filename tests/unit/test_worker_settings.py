@@ -6,6 +6,7 @@ import pytest
 from temporalio.envconfig import ClientConfig
 
 from signgate.settings import Settings, SettingsError
+from worker import lane_rates
 
 
 def test_worker_settings_read_callback_secrets_and_hide_them() -> None:
@@ -47,3 +48,38 @@ def test_standard_temporal_variables_configure_the_connection() -> None:
     assert config["target_host"] == "acme.a1b2c.tmprl.cloud:7233"
     assert config["namespace"] == "acme.a1b2c"
     assert config["api_key"] == "api-key-for-tests"
+
+
+def test_the_dfns_budget_is_half_the_org_limit_split_between_reads_and_writes() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.dfns_budget_per_minute("reads") == 250
+    assert defaults.dfns_budget_per_minute("writes") == 250
+    rates = lane_rates(defaults)
+    # Reads cost one call each; a write up to four (a denial).
+    assert rates == pytest.approx({"reads": 250 / 60, "writes": 250 / 60 / 4})
+    trial = Settings.from_env(
+        {
+            "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": "100",
+            "SIGNGATE_DFNS_BUDGET_SHARE": "0.8",
+            "SIGNGATE_DFNS_WRITE_SHARE": "0.25",
+        }
+    )
+    assert trial.dfns_budget_per_minute("writes") == pytest.approx(20)
+    assert trial.dfns_budget_per_minute("reads") == pytest.approx(60)
+    off = Settings.from_env({"SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": "0"})
+    assert off.dfns_budget_per_minute("reads") is None
+    assert lane_rates(off) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE", "-1"),
+        ("SIGNGATE_DFNS_BUDGET_SHARE", "0"),
+        ("SIGNGATE_DFNS_BUDGET_SHARE", "1.5"),
+        ("SIGNGATE_DFNS_WRITE_SHARE", "1"),
+    ],
+)
+def test_a_budget_that_cannot_be_kept_is_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})

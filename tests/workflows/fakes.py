@@ -15,6 +15,7 @@ from typing import Any, Literal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.errors import read_errors
 from signgate import activity_api as api
 from signgate import ids
 from signgate.contracts import (
@@ -32,6 +33,7 @@ from signgate.contracts import (
     VerificationResult,
     VerifyInput,
 )
+from signgate.dfns.errors import DfnsRateLimitError
 from signgate.dfns.models import Signature, SignatureRequestView, SignatureStatus
 
 S = SignatureStatus
@@ -67,6 +69,9 @@ class FakeDfns:
     lose_submit_answer: bool = False
     """The next submit creates the request, then fails as if its answer was lost (once)."""
     failing_fetches: int = 0
+    rate_limited_fetches: int = 0
+    """The next reads Dfns refuses with 429 and ``Retry-After: retry_after`` (seconds)."""
+    retry_after: float = 600.0
     deny_succeeds: bool = True
     fetch_status_override: SignatureStatus | None = None
     submits: int = 0
@@ -153,6 +158,10 @@ class FakeDfns:
         if self.failing_fetches > 0:
             self.failing_fetches -= 1
             raise ApplicationError("Dfns answered 403", type=ids.ERR_FORBIDDEN, non_retryable=True)
+        if self.rate_limited_fetches > 0:
+            self.rate_limited_fetches -= 1
+            with read_errors(f"fetch {signature_id}"):
+                raise DfnsRateLimitError(429, "Too many requests", retry_after=self.retry_after)
         req = self._by_id(signature_id)
         status = self.fetch_status_override or self._status(req, self._now())
         return self._view(req, status)

@@ -25,7 +25,6 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from signgate import ids
 from signgate.contracts import (
@@ -44,6 +43,7 @@ from signgate.contracts import (
 from signgate.dfns.requests import HashRequest, MessageRequest, TransactionRequest
 from tests.support.eventually import eventually
 from tests.workflows.fakes import FakeDfns, S, unknown_submit
+from worker import engine_workers
 from workflows.signature import SignatureWorkflow
 
 HASH = "ab" * 32
@@ -63,7 +63,7 @@ def _input(**overrides: Any) -> SignatureWorkflowInput:
 async def _running(
     env: WorkflowEnvironment, task_queue: str, fake: FakeDfns, inp: SignatureWorkflowInput
 ) -> AsyncIterator[Handle]:
-    async with Worker(
+    async with engine_workers(
         env.client,
         task_queue=task_queue,
         workflows=[SignatureWorkflow],
@@ -439,6 +439,25 @@ async def test_failing_polls_do_not_end_the_wait(
     assert progress.poll_failures == 2
 
 
+async def test_a_poll_refused_with_429_is_no_failure_and_waits_for_retry_after(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(steps=[(timedelta(hours=2), S.SIGNED)], rate_limited_fetches=2, retry_after=900)
+    polling = PollingPolicy(
+        initial_interval=timedelta(minutes=1), max_interval=timedelta(minutes=1)
+    )
+    async with _running(ts_env, task_queue, fake, _input(polling=polling)) as handle:
+        outcome = await handle.result()
+        progress = await handle.query(SignatureWorkflow.state)
+    assert outcome.kind == "signed"
+    assert progress.poll_failures == 0, "Dfns's 429 says nothing about the request"
+    first, second, third = fake.fetch_times[:3]
+    # Each refused read: the next one waits Dfns's Retry-After, not the one-minute interval.
+    assert second - first >= timedelta(seconds=900)
+    assert third - second >= timedelta(seconds=900)
+    assert fake.fetch_times[3] - third < timedelta(minutes=2), "then back to the policy"
+
+
 async def test_query_reports_time_in_status_and_polls(
     ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:
@@ -499,14 +518,7 @@ async def test_approval_events_record_decisions_and_bring_the_next_poll_forward(
     assert timedelta(hours=10, minutes=5) < took < timedelta(hours=10, minutes=7)
 
 
-async def _events_after_signal(handle: Handle) -> list[EventType.ValueType]:
-    history = await handle.fetch_history()
-    kinds = [e.event_type for e in history.events]
-    first = kinds.index(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-    return kinds[first:]
-
-
-async def test_a_status_hint_is_followed_up_within_one_workflow_task(
+async def test_a_status_hint_is_followed_up_by_one_read_on_the_dfns_reads_queue(
     ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:
     fake = FakeDfns(steps=[(timedelta(milliseconds=1), S.SIGNED)])
@@ -517,20 +529,33 @@ async def test_a_status_hint_is_followed_up_within_one_workflow_task(
             SignatureWorkflow.status_event, StatusEvent(signature_id=sid, status=S.SIGNED)
         )
         outcome = await handle.result()
-        after = await _events_after_signal(handle)
+        history = await handle.fetch_history()
     assert outcome.kind == "signed"
     assert outcome.approval is not None and outcome.approval.status == "Approved"
     assert (fake.fetches, fake.verifications, fake.describes) == (1, 1, 1)
-    # Read and verified in one local activity, the approval described in another: no
-    # activity task, one workflow task; the status and the outcome in one upsert.
-    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in after
-    assert after.count(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) == 1
-    assert after.count(EventType.EVENT_TYPE_MARKER_RECORDED) == 2
-    assert after.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 1
+    events = list(history.events)
+    first = next(
+        i
+        for i, e in enumerate(events)
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    )
+    scheduled = [
+        e.activity_task_scheduled_event_attributes
+        for e in events[first:]
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    # Every Dfns call goes through the rate-limited reads queue: no local activity, which
+    # would bypass the budget.
+    assert [(a.activity_type.name, a.task_queue.name) for a in scheduled] == [
+        (ids.ACTIVITY_READ_AND_VERIFY, ids.dfns_task_queue(task_queue, "reads")),
+        (ids.ACTIVITY_DESCRIBE_APPROVAL, ids.dfns_task_queue(task_queue, "reads")),
+    ]
+    kinds = [e.event_type for e in events]
+    assert EventType.EVENT_TYPE_MARKER_RECORDED not in kinds, "no local activity, no patch"
+    after = kinds[first:]
+    # Signed shown while the approval is read, then the outcome: one upsert each.
+    assert after.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES) == 2
     assert after[-1] == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED
-    history = await handle.fetch_history()
-    markers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
-    assert len(markers) == 2, "no marker but the two local activities' (no patch markers)"
 
 
 @pytest.mark.parametrize("carried_in_full", [True, False], ids=["full", "partial"])

@@ -19,7 +19,6 @@ import pytest
 from pydantic import SecretStr
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.downstream import SqliteLedger
 from activities.payout import serialize_eip1559
@@ -35,7 +34,7 @@ from signgate.dfns.requests import HashRequest, TransactionRequest
 from tests.support.eventually import eventually
 from tests.support.sandbox import EngineSandbox
 from tests.workflows.fakes import S
-from worker import engine_activities
+from worker import engine_activities, engine_workers
 from workflows.signature import SignatureWorkflow
 
 Handle = WorkflowHandle[SignatureWorkflow, SignatureOutcome]
@@ -97,7 +96,7 @@ async def engine(
             callback_secrets={"default": SecretStr("s3cret-callback-key")},
             ledgers={"default": ledger},
         )
-        async with Worker(
+        async with engine_workers(
             ts_env.client,
             task_queue=task_queue,
             workflows=[SignatureWorkflow],

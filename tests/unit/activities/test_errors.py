@@ -7,7 +7,12 @@ from datetime import timedelta
 import pytest
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.errors import dfns_errors, is_retryable_status, to_application_error
+from activities.errors import (
+    dfns_errors,
+    is_retryable_status,
+    read_errors,
+    to_application_error,
+)
 from signgate import ids
 from signgate.dfns.errors import (
     DfnsAPIError,
@@ -104,3 +109,15 @@ def test_the_context_manager_translates_and_does_not_chain() -> None:
         raise DfnsNotFoundError(404, "not found")
     assert caught.value.type == ids.ERR_NOT_FOUND
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_poll_refused_with_429_is_not_retried_by_the_activity_and_says_how_long() -> None:
+    with pytest.raises(ApplicationError) as caught, read_errors("fetch sig-1"):
+        raise DfnsRateLimitError(429, "slow down", retry_after=12.0)
+    error = caught.value
+    assert error.type == ids.ERR_RATE_LIMITED
+    assert error.non_retryable, "the poll loop looks again; the activity does not"
+    assert error.details[0]["retry_after"] == 12.0
+    with pytest.raises(ApplicationError) as other, read_errors("fetch sig-1"):
+        raise DfnsServerError(503, "down")
+    assert other.value.type == ids.ERR_SERVER_ERROR and not other.value.non_retryable
