@@ -57,6 +57,7 @@ from signgate.logs import configure_logging, get_logger
 from signgate.metrics import histogram_overrides
 from signgate.settings import Settings, SettingsError
 from signgate.temporal_client import connect_temporal
+from signgate.tracing import TracingError, configure_tracing
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
 from workflows.signature import SignatureWorkflow
@@ -311,6 +312,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     _quiet_temporal_loggers()
+    try:
+        stop_tracing = configure_tracing(settings.tracing_enabled, service_name="signgate-worker")
+    except TracingError as exc:
+        print(f"signgate worker: {exc}", file=sys.stderr)
+        return 2
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -324,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         _log.error("worker.misconfigured", error=str(exc))
         return 2
+    finally:
+        stop_tracing()
     return 0
 
 

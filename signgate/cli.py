@@ -28,6 +28,7 @@ from signgate.commands.inspect import (
 from signgate.commands.sandbox import add_sandbox_command
 from signgate.commands.sign import add_sign_command
 from signgate.commands.webhook import add_webhook_commands
+from signgate.tracing import shutdown_tracing
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -75,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (e.g. `| head`); say nothing more to it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1
+    finally:
+        shutdown_tracing()  # export the command's spans before any hard exit
     if argv is None and getattr(args, "hard_exit", False):
         # The Temporal client's runtime threads can crash interpreter finalisation
         # (temporalio/sdk-python#300): leave without it once the output is flushed.

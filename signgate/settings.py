@@ -148,6 +148,12 @@ class Settings(BaseSettings):
         default=100, ge=1, le=10_000, description="Workflow tasks one worker runs at once."
     )
 
+    # Tracing (signgate.tracing): exporter and resource from the standard OTEL_* variables
+    tracing_enabled: bool = Field(
+        default=False,
+        description="Export OpenTelemetry traces (needs the tracing extra; OTEL_* configure it).",
+    )
+
     # Logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         default="INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL."

@@ -16,6 +16,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
+from signgate.tracing import client_interceptors
+
 DEFAULT_TEMPORAL_ADDRESS = "localhost:7233"
 
 
@@ -36,8 +38,15 @@ async def connect_temporal(
     runtime: Runtime | None = None,
     config: Mapping[str, Any] | None = None,
 ) -> Client:
-    """A client from ``config`` (default: :func:`temporal_connect_config`), pydantic converter."""
+    """A client from ``config`` (default: :func:`temporal_connect_config`), pydantic converter.
+
+    With tracing on (:func:`signgate.tracing.configure_tracing`) it carries the tracing
+    interceptor, which a worker built on it inherits.
+    """
     kwargs = dict(config) if config is not None else temporal_connect_config(environ)
     if runtime is not None:
         kwargs["runtime"] = runtime
+    interceptors = client_interceptors()
+    if interceptors:
+        kwargs["interceptors"] = [*kwargs.get("interceptors", ()), *interceptors]
     return await Client.connect(**kwargs, data_converter=pydantic_data_converter)

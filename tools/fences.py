@@ -14,7 +14,8 @@ Rules:
     which failures are retried.
 ``extra-imports``
     A package that only an extra installs is imported only by the part that extra is for:
-    ``jsonschema`` (extra ``sandbox``) under ``signgate/sandbox/``. The production install
+    ``jsonschema`` (extra ``sandbox``) under ``signgate/sandbox/``, the OpenTelemetry SDK
+    and exporter (extra ``tracing``) in ``signgate/tracing.py``. The production install
     (``pip install signgate``) then imports everything it ships.
 ``caller-imports``
     ``signgate/client.py``, the API a caller's process imports, imports no workflow,
@@ -166,8 +167,12 @@ def check_retry_rule(path: Path, tree: ast.AST) -> Iterator[Breach]:
             )
 
 
-EXTRA_ONLY = {"jsonschema": Path("signgate/sandbox")}
-"""Packages of an optional extra, and the one directory that may import each."""
+EXTRA_ONLY = {
+    "jsonschema": Path("signgate/sandbox"),
+    "opentelemetry.sdk": Path("signgate/tracing.py"),
+    "opentelemetry.exporter": Path("signgate/tracing.py"),
+}
+"""Packages of an optional extra, and the one directory or module that may import each."""
 
 
 def check_extra_imports(path: Path, tree: ast.AST) -> Iterator[Breach]:
@@ -182,15 +187,17 @@ def check_extra_imports(path: Path, tree: ast.AST) -> Iterator[Breach]:
         else:
             continue
         for module in modules:
-            top = module.split(".", 1)[0]
-            home = EXTRA_ONLY.get(top)
-            if home is not None and home not in path.parents:
-                yield Breach(
-                    path,
-                    node.lineno,
-                    "extra-imports",
-                    f"{top} comes with an optional extra and may be imported only under {home}/",
-                )
+            for package, home in EXTRA_ONLY.items():
+                if module != package and not module.startswith(f"{package}."):
+                    continue
+                if home != path and home not in path.parents:
+                    yield Breach(
+                        path,
+                        node.lineno,
+                        "extra-imports",
+                        f"{package} comes with an optional extra and may be imported only "
+                        f"in {home}",
+                    )
 
 
 CALLER_API = Path("signgate/client.py")

@@ -38,6 +38,7 @@ from signgate.dfns.client import DfnsClient, SigningTarget
 from signgate.dfns.errors import DfnsError
 from signgate.dfns.models import Approval
 from signgate.settings import Settings, SettingsError
+from signgate.tracing import TracingError, configure_tracing
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -117,9 +118,11 @@ def add_common_options(parser: argparse.ArgumentParser, *, credentials: bool = T
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """:class:`Settings` from the environment, or a :class:`CommandError` saying what is wrong."""
     try:
-        return Settings.from_env(environ)
-    except SettingsError as exc:
+        settings = Settings.from_env(environ)
+        configure_tracing(settings.tracing_enabled, service_name="signgate")
+    except (SettingsError, TracingError) as exc:
         raise CommandError(str(exc)) from None
+    return settings
 
 
 # --- the dev stack's record -------------------------------------------------------------------

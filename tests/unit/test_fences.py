@@ -158,6 +158,21 @@ def test_an_extras_package_imported_outside_its_part_is_caught() -> None:
     source = "import jsonschema\nfrom jsonschema.exceptions import ValidationError\n"
     assert _breaches("signgate/webhook/app.py", source) == ["extra-imports"] * 2
     assert _breaches("signgate/sandbox/validation.py", source) == []
+    sdk = "from opentelemetry.sdk.trace import TracerProvider\nimport opentelemetry.exporter.otlp\n"
+    assert _breaches("activities/metering.py", sdk) == ["extra-imports"] * 2
+    assert _breaches("signgate/tracing.py", sdk) == []
+    api = "from opentelemetry import trace\nimport opentelemetry.context\n"
+    assert _breaches("activities/metering.py", api) == [], "the API is a dependency"
+
+
+def test_a_local_activity_outside_the_declarations_is_caught() -> None:
+    source = """
+        from temporalio import workflow
+
+        async def run(self):
+            return await workflow.execute_local_activity("read_and_verify")
+    """
+    assert _breaches("workflows/signature.py", source) == ["one-retry-rule"]
 
 
 def test_the_callers_api_importing_engine_code_is_caught() -> None:
