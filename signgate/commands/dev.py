@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit
 
 from signgate import argtypes
 from signgate.commands.common import (
@@ -676,6 +677,7 @@ class DevStack:
             ("Temporal UI", info.temporal_ui_url),
             ("Approval console", info.console_url),
             ("Worker metrics", info.metrics_url),
+            ("Receiver metrics", _receiver_metrics_url(info.webhook_url)),
             (
                 "Temporal",
                 f"{info.temporal_address} (namespace {info.namespace}, task queue "
@@ -693,6 +695,10 @@ class DevStack:
         self._say("signgate dev is ready.")
         for label, value in rows:
             self._say(f"  {label:<17} {value}")
+        self._say(
+            "  Scrape both metrics URLs with Prometheus (deploy/prometheus/prometheus.yml) and "
+            "load deploy/grafana/dashboards/signgate.json into Grafana."
+        )
         creds = self.credentials
         keys = set(creds.key_names()) if creds is not None else set()
         if {"evm-ops", "evm-treasury"} <= keys:
@@ -1057,3 +1063,9 @@ def _sandbox_rate_limit(sandbox_url: str) -> int:
             f"could not read the sandbox's rate limit at {sandbox_url}: {exc}"
         ) from None
     return limit if isinstance(limit, int) else 0
+
+
+def _receiver_metrics_url(webhook_url: str) -> str:
+    """The receiver's ``/metrics``, beside the webhook path it serves."""
+    parts = urlsplit(webhook_url)
+    return f"{parts.scheme}://{parts.netloc}/metrics"

@@ -109,6 +109,9 @@ def test_stop_resume_and_supervision(tmp_path: Path) -> None:
     metrics = httpx.get(info.metrics_url, timeout=10)
     assert metrics.status_code == 200
     assert "temporal_" in metrics.text
+    receiver = f"http://127.0.0.1:{ports['webhook']}/metrics"
+    assert f"Receiver metrics  {receiver}" in first.output()
+    assert httpx.get(receiver, timeout=10).status_code == 200
     for pid in info.processes.values():
         # Each child leads its own process group: a terminal's Ctrl-C reaches only the supervisor.
         assert os.getpgid(pid) == pid

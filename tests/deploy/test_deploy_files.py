@@ -44,8 +44,15 @@ def _k8s_containers() -> Iterator[tuple[str, dict[str, Any]]]:
                     yield f"{path.name}:{container['name']}", container
 
 
-def _commands() -> Iterator[tuple[str, list[str]]]:
+def _signgate_services() -> Iterator[tuple[str, dict[str, Any]]]:
+    """The compose services that run the signgate image (not Prometheus or Grafana)."""
     for name, service in _compose()["services"].items():
+        if service.get("image") == "signgate:latest":
+            yield name, service
+
+
+def _commands() -> Iterator[tuple[str, list[str]]]:
+    for name, service in _signgate_services():
         command = service["command"]
         yield f"compose:{name}", shlex.split(command) if isinstance(command, str) else command
     for name, container in _k8s_containers():
@@ -60,7 +67,7 @@ def _env_entries() -> Iterator[tuple[str, str, object]]:
     compose = _compose()
     for where, env in [
         ("compose:x-signgate", compose["x-signgate"]["environment"]),
-        *((f"compose:{n}", s.get("environment", {})) for n, s in compose["services"].items()),
+        *((f"compose:{n}", s.get("environment", {})) for n, s in _signgate_services()),
     ]:
         for key, value in env.items():
             if key != "<<":
@@ -153,3 +160,45 @@ def test_the_compose_stack_builds_the_image_with_the_sandbox() -> None:
     """compose runs the sandbox from the same image, so it builds it with that extra only."""
     anchor = _compose()["x-signgate"]["build"]
     assert anchor["args"]["EXTRAS"] == "[sandbox]"
+
+
+def test_the_dashboard_reads_the_provisioned_prometheus_and_only_signgate_metrics() -> None:
+    from tests.support.dashboard import dashboard, expressions, metric_names
+
+    [source] = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )["datasources"]
+    board = dashboard()
+    panels = [p for p in board["panels"] if p["type"] != "row"]
+    assert panels and all(p["datasource"]["uid"] == source["uid"] for p in panels)
+    assert all(p.get("description") for p in panels), "every panel says what it answers"
+    assert len(expressions()) >= len(panels)
+    # The questions of the README's metrics table each have a panel reading their metric.
+    assert {
+        "signgate_requests_submitted_total",
+        "signgate_outcomes_total",
+        "signgate_time_to_outcome_seconds_bucket",
+        "signgate_approval_wait_seconds_bucket",
+        "signgate_verifications_total",
+        "signgate_dfns_calls_total",
+        "signgate_wakeups_total",
+        "signgate_webhook_events_total",
+        "signgate_webhook_rejections_total",
+        "signgate_webhook_verification_seconds_bucket",
+        "signgate_webhook_signal_seconds_bucket",
+    } <= metric_names()
+
+
+def test_prometheus_scrapes_the_worker_and_the_receiver_where_compose_runs_them() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    services = _compose()["services"]
+    worker_port = services["worker"]["environment"]["SIGNGATE_METRICS_PORT"]
+    assert targets["signgate-worker"] == [f"worker:{worker_port}"]
+    assert targets["signgate-webhook"] == ["webhook:8788"]
+    assert "8788" in services["webhook"]["command"]
+    mounts = services["grafana"]["volumes"] + services["prometheus"]["volumes"]
+    for mount in mounts:
+        assert (DEPLOY / mount.split(":")[0]).exists(), mount

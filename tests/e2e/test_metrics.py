@@ -30,6 +30,7 @@ from signgate.webhook.registration import register_webhook
 from signgate.webhook.routing import TemporalRouter
 from signgate.webhook.secrets import SecretStore
 from signgate.webhook.server import ReceiverServer
+from tests.support.dashboard import metric_names
 from tests.support.eventually import eventually
 from tests.support.ports import free_port
 from tests.support.sandbox import EngineSandbox
@@ -92,6 +93,9 @@ async def test_worker_and_receiver_metrics_count_what_happened(
         try:
             outcomes, ids_seen = await _run_requests(client, sandbox, task_queue)
             worker = await _scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+            # One unsigned delivery: the receiver refuses it and counts the reason.
+            forged = await http.post(f"http://127.0.0.1:{port}/webhooks/dfns", json={"id": "x"})
+            assert 400 <= forged.status_code < 500
             received = await eventually(
                 _until(
                     lambda: _scrape(f"http://127.0.0.1:{port}/metrics"),
@@ -138,6 +142,11 @@ async def test_worker_and_receiver_metrics_count_what_happened(
     )
     assert _sum(received, "signgate_webhook_verification_seconds_count") >= 1
     assert _sum(received, "signgate_webhook_signal_seconds_count") >= 1
+    assert _sum(received, "signgate_webhook_rejections_total") >= 1
+    # Every metric the shipped Grafana dashboard reads is in these two scrapes.
+    scraped = {name for name, _, _ in worker} | {name for name, _, _ in received}
+    missing = sorted(metric_names() - scraped)
+    assert not missing, f"the dashboard reads metrics no scrape has: {missing}"
 
     # No label anywhere carries a secret, a token or an id of a request.
     forbidden = {
