@@ -113,6 +113,10 @@ async def decide(
     return Decision(who, value, approval, tally)
 
 
+_SUBMIT_WAIT_SECONDS = 30.0
+_SUBMIT_POLL_SECONDS = 0.5
+
+
 async def _approval_id(args: argparse.Namespace, access: DfnsAccess) -> str:
     """``args.approval_id`` if Dfns knows it as an approval, else the named workflow's."""
     try:
@@ -139,9 +143,18 @@ async def _approval_id(args: argparse.Namespace, access: DfnsAccess) -> str:
         desc = await client.get_workflow_handle(workflow_id).describe()
         if desc.workflow_type == ids.PAYOUT_WORKFLOW:
             workflow_id = ids.child_signature_workflow_id(workflow_id)
-        progress: SignatureProgress = await client.get_workflow_handle(workflow_id).query(
-            ids.QUERY_STATE, result_type=SignatureProgress, rpc_timeout=timedelta(seconds=5)
-        )
+        handle = client.get_workflow_handle(workflow_id)
+        waited = 0.0
+        while True:
+            progress: SignatureProgress = await handle.query(
+                ids.QUERY_STATE, result_type=SignatureProgress, rpc_timeout=timedelta(seconds=5)
+            )
+            # Not submitted yet (the submit may wait its turn in the Dfns budget): the
+            # approval is on its way, so wait for it a while rather than refuse.
+            if progress.status is not None or waited >= _SUBMIT_WAIT_SECONDS:
+                break
+            await asyncio.sleep(_SUBMIT_POLL_SECONDS)
+            waited += _SUBMIT_POLL_SECONDS
     except RPCError as exc:
         if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             # The workflow exists but did not answer, e.g. while a new worker takes over.
@@ -164,7 +177,8 @@ async def _approval_id(args: argparse.Namespace, access: DfnsAccess) -> str:
     if progress.approval_id is None:
         raise CommandError(
             f"workflow {workflow_id} has no approval (status "
-            f"{progress.status.value if progress.status else 'Submitting'})",
+            f"{progress.status.value if progress.status else 'Submitting'}"
+            f"{'' if progress.status else f' after {_SUBMIT_WAIT_SECONDS:g} s'})",
             code=1,
         )
     return progress.approval_id
