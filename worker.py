@@ -116,8 +116,8 @@ def engine_activities(
     ledgers: Mapping[str, Ledger],
 ) -> list[Callable[..., Any]]:
     """Every activity the engine's workflows call, bound to their dependencies."""
-    signing = SigningActivities(dfns)
     verification = VerificationActivities(dfns)
+    signing = SigningActivities(dfns, verifier=verification)
     downstream = DownstreamActivities(
         callback_http, callback_secrets=callback_secrets, ledgers=ledgers
     )

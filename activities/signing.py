@@ -15,7 +15,7 @@ credential key ever passes through workflow history. Every method is safe to ret
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +34,7 @@ from signgate.contracts import (
     DenialResult,
     DenyApprovalInput,
     DescribeApprovalInput,
+    ReadAndVerifyResult,
     SubmitInput,
 )
 from signgate.dfns.client import DfnsClient, SigningTarget
@@ -41,6 +42,9 @@ from signgate.dfns.errors import DfnsAPIError, DfnsConflictError, DfnsError
 from signgate.dfns.models import Approval, SignatureRequestView
 from signgate.dfns.requests import ApprovalDecisionRequest, SignatureRequestBody, to_wire
 from signgate.logs import get_logger
+
+if TYPE_CHECKING:
+    from activities.verification import VerificationActivities
 
 __all__ = ["SigningActivities", "approval_info", "same_request", "slim"]
 
@@ -109,12 +113,17 @@ def _already_decided(approval: Approval) -> DenialResult:
 class SigningActivities:
     """Submit and approval activities over one shared :class:`DfnsClient`."""
 
-    def __init__(self, dfns: DfnsClient) -> None:
+    def __init__(self, dfns: DfnsClient, verifier: VerificationActivities | None = None) -> None:
         self._dfns = dfns
+        self._verifier = verifier
 
     @api.SUBMIT.implements
-    async def submit(self, input: SubmitInput) -> SignatureRequestView:
-        """Create the signature request, or get back the one this idempotency key created."""
+    async def submit(self, input: SubmitInput) -> ReadAndVerifyResult:
+        """Create the signature request, or get back the one this idempotency key created.
+
+        A request Dfns signed at once (no approval needed) comes back with its signature,
+        verified here with ``verifier``: the workflow needs no second activity for it.
+        """
         target, request = input.target, input.request
         try:
             view = await self._dfns.submit(target, request)
@@ -135,7 +144,9 @@ class SigningActivities:
             external_id=view.external_id,
             target=f"{target.kind}:{target.id}",
         )
-        return slim(view)
+        if self._verifier is None:
+            return ReadAndVerifyResult(view=slim(view))
+        return await self._verifier.with_verification(target, request, slim(view))
 
     async def _resolve_conflict(
         self, target: SigningTarget, request: SignatureRequestBody, duplicate: str

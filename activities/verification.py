@@ -308,10 +308,22 @@ class VerificationActivities:
         """
         with read_errors(f"fetch {input.signature_id}"):
             view = slim(await self._dfns.fetch(input.target, input.signature_id))
-        if not input.verify or (view.signature is None and not view.signatures):
+        if not input.verify:
+            return ReadAndVerifyResult(view=view)
+        return await self.with_verification(input.target, input.request, view)
+
+    async def with_verification(
+        self, target: SigningTarget, request: SignatureRequestBody, view: SignatureRequestView
+    ) -> ReadAndVerifyResult:
+        """``view`` with the verification of its signatures, when it carries any.
+
+        A key that cannot be read leaves ``verification`` empty (the workflow then verifies
+        with :meth:`verify`, which retries until it can).
+        """
+        if view.signature is None and not view.signatures:
             return ReadAndVerifyResult(view=view)
         try:
-            result = await self._verify(input.target, input.request, view)
+            result = await self._verify(target, request, view)
         except ApplicationError as exc:
             _log.warning("signature.verification_deferred", signature_id=view.id, error=exc.message)
             return ReadAndVerifyResult(view=view)

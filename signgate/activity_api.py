@@ -49,7 +49,6 @@ from signgate.contracts import (
     VerificationResult,
     VerifyInput,
 )
-from signgate.dfns.models import SignatureRequestView
 
 __all__ = [
     "ALL",
@@ -178,10 +177,10 @@ _REF_ATTRIBUTE: Final = "__signgate_activity_ref"
 
 _DFNS = timedelta(seconds=60)
 
-SUBMIT: ActivityRef[SubmitInput, SignatureRequestView] = ActivityRef(
+SUBMIT: ActivityRef[SubmitInput, ReadAndVerifyResult] = ActivityRef(
     ids.ACTIVITY_SUBMIT,
     SubmitInput,
-    SignatureRequestView,
+    ReadAndVerifyResult,
     _DFNS,
     UNTIL_DONE,
     lane="writes",
@@ -189,7 +188,8 @@ SUBMIT: ActivityRef[SubmitInput, SignatureRequestView] = ActivityRef(
 )
 """Create the request; the same ``externalId`` makes every retry converge on one request.
 
-Three calls: the user-action challenge, its signed answer, the request (a 409 adds a read)."""
+Three calls: the user-action challenge, its signed answer, the request (a 409 adds a read).
+A request signed at once comes back verified (the key read once per worker, then cached)."""
 
 READ_AND_VERIFY: ActivityRef[ReadAndVerifyInput, ReadAndVerifyResult] = ActivityRef(
     ids.ACTIVITY_READ_AND_VERIFY,

@@ -233,7 +233,7 @@ class SignatureWorkflow:
             return False
         while True:
             try:
-                view = await self._call(
+                submitted = await self._call(
                     api.SUBMIT, SubmitInput(target=self._input.target, request=self._request)
                 )
                 break
@@ -256,7 +256,11 @@ class SignatureWorkflow:
                         non_retryable=True,
                     ) from err
                 raise
+        view = submitted.view
         self._record(view)
+        if submitted.verification is not None:
+            self._tracker.record_verification(submitted.verification, view)
+            self._verification_metric(submitted.verification)
         self._metrics.submitted(self._input.target.kind)
         workflow.logger.info(
             "workflow.signature_submitted",

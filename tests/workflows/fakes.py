@@ -126,7 +126,7 @@ class FakeDfns:
         )
 
     @api.SUBMIT.implements
-    async def submit(self, input: SubmitInput) -> SignatureRequestView:
+    async def submit(self, input: SubmitInput) -> ReadAndVerifyResult:
         self.submits += 1
         if self.submit_error is not None:
             error, self.submit_error = self.submit_error, None
@@ -140,7 +140,13 @@ class FakeDfns:
         if self.lose_submit_answer:
             self.lose_submit_answer = False
             raise unknown_submit()
-        return self._view(req, self._status(req, self._now()))
+        view = self._view(req, self._status(req, self._now()))
+        if view.signature is None:
+            return ReadAndVerifyResult(view=view)
+        verdict = await self.verify(
+            VerifyInput(target=input.target, request=input.request, snapshot=view)
+        )
+        return ReadAndVerifyResult(view=view, verification=verdict)
 
     def request_ids(self) -> list[str]:
         """Ids of every request the fake holds, oldest first."""

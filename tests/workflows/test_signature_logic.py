@@ -439,6 +439,25 @@ async def test_failing_polls_do_not_end_the_wait(
     assert progress.poll_failures == 2
 
 
+async def test_a_request_signed_at_once_is_verified_by_its_submit(
+    ts_env: WorkflowEnvironment, task_queue: str
+) -> None:
+    fake = FakeDfns(approval=False)
+    async with _running(ts_env, task_queue, fake, _input()) as handle:
+        outcome = await handle.result()
+        history = await handle.fetch_history()
+    assert outcome.kind == "signed"
+    assert outcome.verification is not None and outcome.verification.status == "verified"
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    # One activity does it all: no read, no separate verification.
+    assert scheduled == [ids.ACTIVITY_SUBMIT]
+    assert (fake.fetches, fake.verifications) == (0, 1)
+
+
 async def test_a_poll_refused_with_429_is_no_failure_and_waits_for_retry_after(
     ts_env: WorkflowEnvironment, task_queue: str
 ) -> None:

@@ -100,7 +100,7 @@ async def test_submit_returns_the_request_without_its_echoed_body() -> None:
         return None
 
     dfns, _ = _client(handler)
-    view = await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    view = (await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())).view
     assert (view.id, view.status, view.approval_id) == ("sig-1", "Pending", "ap-1")
     assert view.request_body == {}
 
@@ -123,7 +123,7 @@ async def test_a_409_is_resolved_by_fetching_the_duplicate() -> None:
         return None
 
     dfns, seen = _client(handler)
-    view = await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())
+    view = (await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())).view
     assert view.id == "sig-1"
     assert [r.url.path for r in seen][-1] == "/keys/key-1/signatures/sig-1"
 
