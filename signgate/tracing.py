@@ -69,8 +69,12 @@ def configure_tracing(
         return shutdown_tracing
     try:
         from temporalio.contrib.opentelemetry import TracingInterceptor
-    except ImportError as exc:  # pragma: no cover - opentelemetry-api is a dependency
-        raise TracingError(f"tracing needs opentelemetry-api: {exc}") from None
+    except ImportError:
+        # Temporal's interceptor imports the SDK as it loads.
+        raise TracingError(
+            "SIGNGATE_TRACING_ENABLED=true needs the OpenTelemetry SDK: "
+            "pip install 'signgate[tracing]' (or set SIGNGATE_TRACING_ENABLED=false)"
+        ) from None
     provider = tracer_provider
     if provider is None:
         provider = _provider_from_env(os.environ, service_name)

@@ -18,6 +18,7 @@ from signgate import argtypes
 from signgate.dfns.errors import DfnsError
 from signgate.logs import configure_logging
 from signgate.settings import Settings, SettingsError
+from signgate.tracing import TracingError, configure_tracing
 from signgate.webhook.app import DEFAULT_PATH
 from signgate.webhook.events import SUBSCRIBED_EVENTS
 from signgate.webhook.registration import (
@@ -99,10 +100,12 @@ def add_webhook_commands(subparsers: Any) -> None:
 
 def _settings() -> Settings | None:
     try:
-        return Settings.from_env()
-    except SettingsError as exc:
+        settings = Settings.from_env()
+        configure_tracing(settings.tracing_enabled, service_name="signgate-webhook")
+    except (SettingsError, TracingError) as exc:
         print(f"signgate webhook: {exc}", file=sys.stderr)
         return None
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
