@@ -38,6 +38,11 @@ __all__ = [
 
 _state: dict[str, Any] = {"interceptor": None}
 
+_NO_SDK = (
+    "SIGNGATE_TRACING_ENABLED=true needs the OpenTelemetry SDK: "
+    "pip install 'signgate[tracing]' (or set SIGNGATE_TRACING_ENABLED=false)"
+)
+
 
 class TracingError(ValueError):
     """Tracing was asked for and cannot be set up; the message says how to fix it."""
@@ -71,10 +76,7 @@ def configure_tracing(
         from temporalio.contrib.opentelemetry import TracingInterceptor
     except ImportError:
         # Temporal's interceptor imports the SDK as it loads.
-        raise TracingError(
-            "SIGNGATE_TRACING_ENABLED=true needs the OpenTelemetry SDK: "
-            "pip install 'signgate[tracing]' (or set SIGNGATE_TRACING_ENABLED=false)"
-        ) from None
+        raise TracingError(_NO_SDK) from None
     provider = tracer_provider
     if provider is None:
         provider = _provider_from_env(os.environ, service_name)
@@ -110,10 +112,7 @@ def _provider_from_env(environ: Mapping[str, str], service_name: str) -> Any:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
-        raise TracingError(
-            "SIGNGATE_TRACING_ENABLED=true needs the OpenTelemetry SDK: "
-            "pip install 'signgate[tracing]' (or set SIGNGATE_TRACING_ENABLED=false)"
-        ) from None
+        raise TracingError(_NO_SDK) from None
     resource = Resource.create(
         {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     )
