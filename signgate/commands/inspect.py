@@ -352,22 +352,59 @@ def _waiting_for(row: dict[str, Any]) -> str:
     return f"{missing}; {decided}" if decided else missing
 
 
+_PENDING_QUERY_TIMEOUT = timedelta(seconds=5)
+"""How long one waiting workflow has to answer its progress query (its worker may be away)."""
+_PENDING_QUERIES_AT_ONCE = 16
+
+
+def unanswered_row(workflow_id: str, status: str | None) -> dict[str, Any]:
+    """A waiting request whose worker did not answer: only what visibility knows."""
+    return {
+        "workflowId": workflow_id,
+        "status": status,
+        "statusSince": None,
+        "ageSeconds": None,
+        "approvalId": None,
+        "approvalStatus": None,
+        "quorum": None,
+        "decisions": [],
+        "awaiting": None,
+        "deadlinePassed": None,
+        "cancelRequested": None,
+        "answered": False,
+    }
+
+
 async def _list_pending(args: argparse.Namespace) -> int:
+    from temporalio.client import WorkflowExecution, WorkflowQueryFailedError
     from temporalio.service import RPCError
 
     query = pending_query(args)
     client = await connect_temporal(args.state_dir)
     now = datetime.now(UTC)
-    rows: list[dict[str, Any]] = []
-    async for wf in client.list_workflows(query, limit=args.limit):
+    gate = asyncio.Semaphore(_PENDING_QUERIES_AT_ONCE)
+
+    async def row_of(wf: WorkflowExecution) -> dict[str, Any]:
         handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
-        try:
-            progress = await handle.query(ids.QUERY_STATE, result_type=SignatureProgress)
-        except RPCError:
-            continue  # closed (or its worker is away) since the index answered
-        rows.append(pending_row(wf.id, progress, now))
-    rows.sort(key=lambda r: r["statusSince"])
-    oldest = rows[0]["ageSeconds"] if rows else None
+        async with gate:
+            try:
+                progress = await handle.query(
+                    ids.QUERY_STATE,
+                    result_type=SignatureProgress,
+                    rpc_timeout=_PENDING_QUERY_TIMEOUT,
+                )
+            except (RPCError, WorkflowQueryFailedError):
+                # No worker answered in time (stopped, or stuck on a failing task): the
+                # request still waits, so it is listed with what visibility knows.
+                return unanswered_row(wf.id, wf.typed_search_attributes.get(ids.SA_STATUS))
+        return {**pending_row(wf.id, progress, now), "answered": True}
+
+    found = [wf async for wf in client.list_workflows(query, limit=args.limit)]
+    rows = list(await asyncio.gather(*(row_of(wf) for wf in found)))
+    # Answered rows oldest first, then the ones whose worker is away.
+    rows.sort(key=lambda r: (r["statusSince"] is None, r["statusSince"] or ""))
+    ages = [r["ageSeconds"] for r in rows if r["ageSeconds"] is not None]
+    oldest = max(ages) if ages else None
     if args.json:
         print(
             json.dumps(
@@ -385,9 +422,11 @@ async def _list_pending(args: argparse.Namespace) -> int:
             [
                 r["workflowId"],
                 r["status"] or "-",
-                format_duration(timedelta(seconds=r["ageSeconds"])),
+                format_duration(timedelta(seconds=r["ageSeconds"]))
+                if r["ageSeconds"] is not None
+                else "?",
                 r["approvalStatus"] or "-",
-                _waiting_for(r),
+                _waiting_for(r) if r["answered"] else "? (its worker does not answer)",
             ]
             for r in rows
         ],

@@ -21,6 +21,7 @@ from starlette.types import Scope
 from signgate.logs import get_logger
 from signgate.sandbox.app import Sandbox, build_sandbox, create_app
 from signgate.sandbox.config import SandboxSettings
+from signgate.serving import uvicorn_config
 
 _log = get_logger("signgate.sandbox.server")
 
@@ -76,15 +77,7 @@ def _config(app: Any, host: str, port: int, log_level: str | int | None) -> uvic
     # loggers follow its level unless told otherwise, so ``--log-level WARNING`` also
     # silences the access log (a line per request, about 0.1 ms of CPU each).
     level = log_level if log_level is not None else logging.getLogger().getEffectiveLevel()
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=level,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
+    return uvicorn_config(app, host, port, level, lifespan="on")
 
 
 def run_sandbox(

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from signgate.logs import get_logger
+from signgate.serving import uvicorn_config
 from signgate.settings import Settings
 from signgate.temporal_client import connect_temporal
 from signgate.webhook.app import DEFAULT_PATH, WebhookReceiver, create_app
@@ -61,16 +62,7 @@ def build_receiver(
 def _config(app: Any, host: str, port: int, log_level: str) -> uvicorn.Config:
     # log_config=None keeps signgate.logs in charge; every event is logged by the receiver,
     # so uvicorn's access log would only repeat it.
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
+    return uvicorn_config(app, host, port, log_level.lower(), lifespan="off", access_log=False)
 
 
 class _Server(uvicorn.Server):

@@ -186,6 +186,40 @@ def _pending_lists(*workflow_ids: str) -> Callable[[], Awaitable[list[dict[str, 
     return probe
 
 
+async def test_list_pending_shows_a_request_whose_worker_is_away(
+    client: Client, dev_server: DevServer, sandbox: EngineSandbox, task_queue: str, tmp_path: Path
+) -> None:
+    """A waiting request is listed when no worker answers its query, and the list returns."""
+    _TEMPORAL_ENV.update(
+        TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_NAMESPACE=dev_server.namespace
+    )
+    process = WorkerProcess(engine_env(dev_server, sandbox, task_queue, tmp_path)).start()
+    try:
+        handle = await client.start_workflow(
+            SignatureWorkflow.run,
+            SignatureWorkflowInput(
+                target=sandbox.target("key", "evm-gated"),
+                request=HashRequest(hash="0x" + uuid.uuid4().hex * 2),
+                polling=POLLING,
+            ),
+            id=f"metrics-away-{uuid.uuid4().hex[:10]}",
+            task_queue=task_queue,
+        )
+        await eventually(
+            _pending_lists(handle.id), what="the request is listed as waiting", within=120
+        )
+    finally:
+        process.kill()
+    rows = await eventually(
+        _pending_lists(handle.id),
+        what="the request is listed without its worker",
+        within=120,
+    )
+    assert rows[0]["answered"] is False and rows[0]["status"] == "Pending", rows
+    assert rows[0]["ageSeconds"] is None
+    await handle.terminate("test over")
+
+
 def _until(
     probe: Callable[[], Awaitable[Samples]], done: Callable[[Samples], bool]
 ) -> Callable[[], Awaitable[Samples | None]]:
@@ -232,7 +266,7 @@ async def _run_requests(
         within=60,
     )
     for row in pending:
-        assert row["status"] == "Pending" and row["ageSeconds"] >= 0
+        assert row["answered"] and row["status"] == "Pending" and row["ageSeconds"] >= 0
         assert row["approvalId"] is not None and row["decisions"] == [], row
         # The quorum is known once an approval webhook carried it (until then: None).
         assert row["awaiting"] in (None, 2), row

@@ -79,9 +79,11 @@ async def test_one_signed_request_is_one_trace_through_the_dfns_calls(
     assert {span.context.trace_id for span in finished} == {start.context.trace_id}, names
     assert "RunWorkflow:SignatureWorkflow" in names
     submit = _one(finished, f"RunActivity:{ids.ACTIVITY_SUBMIT}")
-    # The user-action flow and the request itself, each a child of the submit activity.
+    # The user-action flow, the request itself and the key read that verifies a signature
+    # returned at once: each a child of the submit activity.
     children = {s.name for s in finished if s.parent and s.parent.span_id == submit.context.span_id}
     assert children == {
+        "Dfns GET /keys/{id}",
         "Dfns POST /auth/action/init",
         "Dfns POST /auth/action",
         "Dfns POST /keys/{id}/signatures",
