@@ -35,6 +35,7 @@ import structlog
 from pydantic import SecretStr
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -47,10 +48,12 @@ from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
 from activities.metering import MeteredTransport
 from activities.nexus import SigningServiceHandler
 from activities.payout import build_evm_transfer
+from activities.reconciling import ReconcilerActivities
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
 from signgate import activity_api as api
 from signgate import ids
+from signgate.contracts import ReconcilerInput
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.logs import configure_logging, get_logger
@@ -60,6 +63,7 @@ from signgate.temporal_client import connect_temporal
 from signgate.tracing import TracingError, configure_tracing
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.reconciler import ReconcilerWorkflow
 from workflows.signature import SignatureWorkflow
 
 __all__ = [
@@ -71,12 +75,18 @@ __all__ = [
     "engine_activities",
     "engine_nexus_handlers",
     "engine_workers",
+    "ensure_reconciler",
     "lane_rates",
     "main",
     "run_worker",
 ]
 
-ENGINE_WORKFLOWS: tuple[type, ...] = (SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow)
+ENGINE_WORKFLOWS: tuple[type, ...] = (
+    SignatureWorkflow,
+    PayoutWorkflow,
+    PayoutBatchWorkflow,
+    ReconcilerWorkflow,
+)
 """Every workflow the engine's worker runs."""
 
 
@@ -121,6 +131,7 @@ def engine_activities(
     downstream = DownstreamActivities(
         callback_http, callback_secrets=callback_secrets, ledgers=ledgers
     )
+    reconciler = ReconcilerActivities(dfns)
     return [
         signing.submit,
         signing.deny_own_approval,
@@ -130,6 +141,8 @@ def engine_activities(
         downstream.deliver_callback,
         downstream.record_ledger,
         build_evm_transfer,
+        reconciler.pending_approvals,
+        reconciler.waiting_requests,
     ]
 
 
@@ -280,6 +293,8 @@ async def run_worker(
             graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_seconds),
         )
         async with workers:
+            if settings.reconciler_enabled:
+                await ensure_reconciler(client, settings)
             _log.info(
                 "worker.started",
                 task_queue=settings.task_queue,
@@ -287,12 +302,31 @@ async def run_worker(
                 dfns_base_url=settings.dfns_base_url,
                 metrics_port=settings.metrics_port,
                 dfns_activities_per_second={lane: round(r, 3) for lane, r in rates.items()},
+                reconciler=settings.reconciler_enabled,
             )
             if ready is not None:
                 ready()
             await stop.wait()
             _log.info("worker.stopping", grace_seconds=settings.shutdown_grace_seconds)
         _log.info("worker.stopped")
+
+
+async def ensure_reconciler(client: Client, settings: Settings) -> None:
+    """Start the task queue's one ``ReconcilerWorkflow`` unless it runs already.
+
+    Every worker of the queue calls this; the workflow id makes them agree on one. A running
+    reconciler keeps its interval: terminate it to apply a new ``reconcile_interval_seconds``.
+    """
+    workflow_id = ids.reconciler_workflow_id(settings.task_queue)
+    handle = await client.start_workflow(
+        ReconcilerWorkflow.run,
+        ReconcilerInput(interval=timedelta(seconds=settings.reconcile_interval_seconds)),
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    _log.info("worker.reconciler", workflow_id=workflow_id, run_id=handle.first_execution_run_id)
 
 
 def _quiet_temporal_loggers() -> None:

@@ -43,11 +43,15 @@ from signgate.contracts import (
     DenyApprovalInput,
     DescribeApprovalInput,
     LedgerInput,
+    PendingApprovalsInput,
+    PendingApprovalsPage,
     ReadAndVerifyInput,
     ReadAndVerifyResult,
     SubmitInput,
     VerificationResult,
     VerifyInput,
+    WaitingRequestsInput,
+    WaitingRequestsPage,
 )
 
 __all__ = [
@@ -58,11 +62,13 @@ __all__ = [
     "DENY_APPROVAL",
     "DESCRIBE_APPROVAL",
     "LANES",
+    "PENDING_APPROVALS",
     "READ_AND_VERIFY",
     "RECORD_LEDGER",
     "SUBMIT",
     "UNTIL_DONE",
     "VERIFY",
+    "WAITING_REQUESTS",
     "ActivityRef",
     "Lane",
     "lane_calls",
@@ -264,6 +270,28 @@ BUILD_TRANSFER: ActivityRef[BuildTransferInput, BuiltTransfer] = ActivityRef(
 )
 """Serialise a payout's EVM transfer (deterministic; bad input fails non-retryably)."""
 
+PENDING_APPROVALS: ActivityRef[PendingApprovalsInput, PendingApprovalsPage] = ActivityRef(
+    ids.ACTIVITY_PENDING_APPROVALS,
+    PendingApprovalsInput,
+    PendingApprovalsPage,
+    _DFNS,
+    BOUNDED,
+    "recorded",
+    lane="reads",
+    dfns_calls=1,
+)
+"""One page of the org's pending approvals, for the reconciler (a failed page ends its sweep)."""
+
+WAITING_REQUESTS: ActivityRef[WaitingRequestsInput, WaitingRequestsPage] = ActivityRef(
+    ids.ACTIVITY_WAITING_REQUESTS,
+    WaitingRequestsInput,
+    WaitingRequestsPage,
+    timedelta(seconds=60),
+    BOUNDED,
+    "recorded",
+)
+"""One page of the requests waiting at Dfns, from Temporal's visibility index (no Dfns call)."""
+
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     SUBMIT,
     READ_AND_VERIFY,
@@ -273,6 +301,8 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     DELIVER_CALLBACK,
     RECORD_LEDGER,
     BUILD_TRANSFER,
+    PENDING_APPROVALS,
+    WAITING_REQUESTS,
 )
 """Every declaration, for the worker's registration check and the retry-rule test."""
 

@@ -53,9 +53,13 @@ __all__ = [
     "OutcomeKind",
     "PayoutInput",
     "PayoutOutcome",
+    "PendingApprovalsInput",
+    "PendingApprovalsPage",
     "PollingPolicy",
     "ReadAndVerifyInput",
     "ReadAndVerifyResult",
+    "ReconcilerInput",
+    "ReconcilerProgress",
     "RecordModel",
     "SignatureOutcome",
     "SignatureProgress",
@@ -67,6 +71,9 @@ __all__ = [
     "SubmitResolution",
     "VerificationResult",
     "VerifyInput",
+    "WaitingRequest",
+    "WaitingRequestsInput",
+    "WaitingRequestsPage",
     "status_rank",
 ]
 
@@ -728,6 +735,71 @@ class PayoutBatchOutcome(RecordModel):
     results: list[BatchItemResult]
     cancelled: bool
     deliveries: list[DeliveryReceipt] = []
+
+
+# --- reconciler -----------------------------------------------------------------------------
+
+
+class ReconcilerInput(InputModel):
+    """Input of ``ReconcilerWorkflow``: sweep every ``interval``, ``page_size`` approvals a call.
+
+    ``sweeps`` and ``woken`` are carried across continue-as-new (counts for the query).
+    """
+
+    interval: timedelta = Field(default=timedelta(seconds=60), ge=timedelta(seconds=1))
+    page_size: int = Field(default=100, ge=1, le=100)
+    sweeps_per_run: int = Field(default=20, ge=1, le=1000)
+    sweeps: int = Field(default=0, ge=0)
+    woken: int = Field(default=0, ge=0)
+
+
+class PendingApprovalsInput(InputModel):
+    """One page of ``GET /v2/policy-approvals?status=Pending`` (``token``: the next page)."""
+
+    page_size: int = Field(default=100, ge=1, le=100)
+    token: str | None = None
+
+
+class PendingApprovalsPage(RecordModel):
+    """The signature requests gated by the pending approvals of one page."""
+
+    signature_ids: list[str]
+    next_token: str | None = None
+
+
+class WaitingRequestsInput(InputModel):
+    r"""One page of the running ``SignatureWorkflow``\ s of ``task_queue`` waiting at Dfns."""
+
+    task_queue: str = Field(min_length=1)
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    token: str | None = None
+    """The visibility page token, base64."""
+
+
+class WaitingRequest(RecordModel):
+    """A request waiting at Dfns, as the visibility index shows it."""
+
+    workflow_id: str
+    signature_id: str
+    status: SignatureStatus
+
+
+class WaitingRequestsPage(RecordModel):
+    """One page of waiting requests."""
+
+    requests: list[WaitingRequest]
+    next_token: str | None = None
+
+
+class ReconcilerProgress(RecordModel):
+    """Answer of the reconciler's ``reconciler_progress`` query."""
+
+    sweeps: int
+    woken: int
+    last_sweep_at: datetime | None
+    last_waiting: int
+    last_pending: int
+    last_error: str | None
 
 
 SignatureWorkflowInput.model_rebuild()

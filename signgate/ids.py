@@ -36,6 +36,7 @@ def dfns_task_queue(task_queue: str, lane: str) -> str:
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
 PAYOUT_BATCH_WORKFLOW: Final = "PayoutBatchWorkflow"
+RECONCILER_WORKFLOW: Final = "ReconcilerWorkflow"
 
 ACTIVITY_SUBMIT: Final = "signgate.submit_signature_request"
 ACTIVITY_DENY_APPROVAL: Final = "signgate.deny_own_approval"
@@ -45,6 +46,8 @@ ACTIVITY_READ_AND_VERIFY: Final = "signgate.read_and_verify_signature_request"
 ACTIVITY_DELIVER_CALLBACK: Final = "signgate.deliver_callback"
 ACTIVITY_RECORD_LEDGER: Final = "signgate.record_ledger"
 ACTIVITY_BUILD_TRANSFER: Final = "signgate.build_evm_transfer"
+ACTIVITY_PENDING_APPROVALS: Final = "signgate.list_pending_approvals"
+ACTIVITY_WAITING_REQUESTS: Final = "signgate.list_waiting_requests"
 
 SIGNAL_STATUS_EVENT: Final = "status_event"
 UPDATE_STATUS_EVENT: Final = "report_status_event"
@@ -53,9 +56,16 @@ QUERY_STATE: Final = "state"
 SIGNAL_BATCH_ITEM: Final = "batch_item_settled"
 """A child ``SignatureWorkflow`` of a batch tells the batch (any run of it) how it ended."""
 QUERY_BATCH: Final = "batch_progress"
+QUERY_RECONCILER: Final = "reconciler_progress"
 UPDATE_RESOLVE_SUBMIT: Final = "resolve_submit"
 
 # --- workflow ids ---------------------------------------------------------------------------
+
+
+def reconciler_workflow_id(task_queue: str) -> str:
+    """The one :data:`RECONCILER_WORKFLOW` of the workers of ``task_queue`` (one Dfns org)."""
+    return f"signgate-reconciler-{task_queue}"
+
 
 MAX_BUSINESS_KEY_LENGTH: Final = 200
 _BUSINESS_KEY = re.compile(r"^[\x21-\x7e]+$")

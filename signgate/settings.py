@@ -234,6 +234,22 @@ class Settings(BaseSettings):
         default=2.0, ge=1, le=10, description="With webhooks: interval growth per idle poll."
     )
 
+    # The reconciler: one sweep of the pending approvals per interval replaces tight polls.
+    reconciler_enabled: bool = Field(
+        default=False,
+        description="The worker runs the task queue's ReconcilerWorkflow, and new workflows "
+        "get the reconciled_poll_* policy (polls become a rare safety net).",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=60.0, ge=1, description="Seconds between two sweeps of the reconciler."
+    )
+    reconciled_poll_initial_seconds: float = Field(
+        default=1800.0, ge=1, description="With the reconciler: first safety-net poll."
+    )
+    reconciled_poll_max_seconds: float = Field(
+        default=21600.0, ge=1, description="With the reconciler: longest interval between polls."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -264,7 +280,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_polling(self) -> Self:
-        for prefix in ("poll", "webhook_poll"):
+        for prefix in ("poll", "webhook_poll", "reconciled_poll"):
             initial = getattr(self, f"{prefix}_initial_seconds")
             maximum = getattr(self, f"{prefix}_max_seconds")
             if maximum < initial:
@@ -325,13 +341,20 @@ class Settings(BaseSettings):
         With webhooks (``webhooks`` or, when ``None``, :attr:`webhooks_enabled`) polls are
         only the safety net for lost events, so they back off far (``webhook_poll_*``);
         without them polling is the only way to learn of a change and stays tight
-        (``poll_*``).
+        (``poll_*``). With the reconciler (:attr:`reconciler_enabled`) its sweeps notice what
+        moved, webhooks or not, and polls wait hours (``reconciled_poll_*``).
         """
         # Imported here: contracts pulls in temporalio, which settings alone does not need.
         from signgate.contracts import PollingPolicy
 
         relaxed = self.webhooks_enabled if webhooks is None else webhooks
-        if relaxed:
+        if self.reconciler_enabled:
+            initial, maximum, backoff = (
+                self.reconciled_poll_initial_seconds,
+                self.reconciled_poll_max_seconds,
+                self.webhook_poll_backoff,
+            )
+        elif relaxed:
             initial, maximum, backoff = (
                 self.webhook_poll_initial_seconds,
                 self.webhook_poll_max_seconds,

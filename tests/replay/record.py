@@ -37,6 +37,7 @@ from signgate.contracts import (
     PayoutBatchInput,
     PayoutInput,
     PollingPolicy,
+    ReconcilerInput,
     SignatureWorkflowInput,
     SigningTarget,
     StatusEvent,
@@ -47,10 +48,11 @@ from signgate.ids import child_signature_workflow_id
 from tests.support.eventually import eventually
 from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import start_time_skipping
+from tests.support.temporal import start_dev_server, start_time_skipping
 from worker import engine_activities, engine_workers
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.reconciler import ReconcilerWorkflow
 from workflows.signature import SignatureWorkflow
 
 HISTORIES = Path(__file__).with_name("histories")
@@ -294,6 +296,28 @@ async def batch(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     )
 
 
+async def reconciled(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """The reconciler (two sweeps a run) wakes a request whose approval was decided."""
+    reconciler = await client.start_workflow(
+        ReconcilerWorkflow.run,
+        ReconcilerInput(interval=timedelta(seconds=1), sweeps_per_run=2),
+        id=wid,
+        task_queue=tq,
+    )
+    hourly = PollingPolicy(initial_interval=timedelta(hours=1))
+    handle, _ = await _decided(
+        client, sb, tq, f"{wid}-request", sb.target("key", "evm-gated"), hourly
+    )
+    await handle.result()
+
+    async def in_second_run() -> bool:
+        progress = await reconciler.query(ReconcilerWorkflow.progress)
+        return progress.woken >= 1 and progress.sweeps > 2
+
+    await eventually(in_second_run, what="the reconciler woke the request and continued as new")
+    await reconciler.terminate("recorded")
+
+
 SCENARIOS: dict[str, Scenario] = {
     "signed-after-polling": signed_after_polling,
     "signed-by-status-event": signed_by_status_event,
@@ -307,7 +331,10 @@ SCENARIOS: dict[str, Scenario] = {
     "verification-failed": verification_failed,
     "payout-confirmed": payout_confirmed,
     "batch": batch,
+    "reconciled": reconciled,
 }
+ON_DEV_SERVER: frozenset[str] = frozenset({"reconciled"})
+"""Scenarios that need visibility queries, which the time-skipping server does not serve."""
 _ENV: list[WorkflowEnvironment] = []
 
 
@@ -327,7 +354,7 @@ async def _run_histories(client: Client, workflow_id: str) -> list[WorkflowHisto
 
 async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
     """Run one scenario and write the histories of every run of every workflow it made."""
-    env = await start_time_skipping()
+    env = await (start_dev_server() if name in ON_DEV_SERVER else start_time_skipping())
     _ENV[:] = [env]
     sandbox = EngineSandbox(directory / name).start()
     tq = f"record-{name}"

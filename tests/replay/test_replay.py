@@ -5,8 +5,9 @@ one per scenario of ``tests.replay.record.SCENARIOS``: signed after days of poll
 after a status event, a status event read and verified within one workflow task, both
 webhooks of an approval, a resolved approval whose status event never came, expired by
 deadline and by the approval timeout, cancelled, continued as new (every run), a signature
-that does not verify, a payout with its child, and a batch that continued as new with one
-of its payouts. If a code change makes any of them
+that does not verify, a payout with its child, a batch that continued as new with one of
+its payouts, and a reconciler that woke a request and continued as new (recorded on the dev
+server: the time-skipping one has no visibility queries). If a code change makes any of them
 replay differently, workflows already in flight would break on deploy: this test fails
 first, and ``changed_workflow`` proves that it can.
 """
@@ -28,6 +29,7 @@ from tests.replay.changed_workflow import SignatureWorkflowWithAnExtraTimer
 from tests.replay.record import SCENARIOS
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
+from workflows.reconciler import ReconcilerWorkflow
 from workflows.signature import SignatureWorkflow
 
 HISTORIES = sorted(Path(__file__).with_name("histories").glob("*.json"))
@@ -66,15 +68,17 @@ def test_the_representative_runs_are_all_there() -> None:
         "batch-run1",
         "batch-run2",
         "batch-payout-0",
+        "reconciled-run1",
+        "reconciled-run2",
     } <= names
-    assert {n for n in SCENARIOS if n not in ("continued-as-new", "batch")} <= names
+    assert {n for n in SCENARIOS if n not in ("continued-as-new", "batch", "reconciled")} <= names
     assert {"continued-as-new-run1", "continued-as-new-run2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_history_replays_with_current_code(path: Path) -> None:
     replayer = Replayer(
-        workflows=[SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow],
+        workflows=[SignatureWorkflow, PayoutWorkflow, PayoutBatchWorkflow, ReconcilerWorkflow],
         data_converter=pydantic_data_converter,
     )
     result = await replayer.replay_workflow(_load(path), raise_on_replay_failure=False)

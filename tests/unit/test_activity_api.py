@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.downstream import DownstreamActivities
 from activities.payout import build_evm_transfer
+from activities.reconciling import ReconcilerActivities
 from activities.signing import SigningActivities
 from activities.verification import VerificationActivities
 from signgate import activity_api as api
@@ -20,7 +21,12 @@ from tests.workflows.fakes import FakeDfns
 
 def _implementations() -> list[Callable[..., Any]]:
     found: list[Callable[..., Any]] = [build_evm_transfer]
-    for cls in (SigningActivities, VerificationActivities, DownstreamActivities):
+    for cls in (
+        SigningActivities,
+        VerificationActivities,
+        DownstreamActivities,
+        ReconcilerActivities,
+    ):
         found += [
             fn
             for _, fn in inspect.getmembers(cls, inspect.isfunction)
@@ -62,9 +68,13 @@ def test_the_workflow_fakes_implement_the_same_declarations() -> None:
 def test_every_activity_that_holds_the_dfns_client_runs_on_a_dfns_lane() -> None:
     """What calls Dfns is rate-limited by its lane's task queue; nothing else is."""
     for fn in _implementations():
-        holds_dfns = fn.__qualname__.split(".")[0] in (
-            "SigningActivities",
-            "VerificationActivities",
+        holds_dfns = (
+            fn.__qualname__.split(".")[0]
+            in (
+                "SigningActivities",
+                "VerificationActivities",
+            )
+            or fn.__qualname__ == "ReconcilerActivities.pending_approvals"
         )
         name = activity._Definition.must_from_callable(fn).name
         assert (api.lane_of(fn) is not None) == holds_dfns, name
