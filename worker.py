@@ -143,6 +143,7 @@ def engine_activities(
         build_evm_transfer,
         reconciler.pending_approvals,
         reconciler.waiting_requests,
+        reconciler.reconciler_swept,
     ]
 
 
@@ -315,12 +316,16 @@ async def ensure_reconciler(client: Client, settings: Settings) -> None:
     """Start the task queue's one ``ReconcilerWorkflow`` unless it runs already.
 
     Every worker of the queue calls this; the workflow id makes them agree on one. A running
-    reconciler keeps its interval: terminate it to apply a new ``reconcile_interval_seconds``.
+    reconciler keeps its interval and pace: terminate it to apply a new
+    ``reconcile_interval_seconds`` or ``reconcile_budget_share``.
     """
     workflow_id = ids.reconciler_workflow_id(settings.task_queue)
     handle = await client.start_workflow(
         ReconcilerWorkflow.run,
-        ReconcilerInput(interval=timedelta(seconds=settings.reconcile_interval_seconds)),
+        ReconcilerInput(
+            interval=timedelta(seconds=settings.reconcile_interval_seconds),
+            calls_per_minute=settings.reconciler_calls_per_minute(),
+        ),
         id=workflow_id,
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,

@@ -2,12 +2,17 @@
 
 For each N (``--n``, default 200 and 1,000) and each way of noticing change, on a fresh
 dev server and a fresh ``signgate sandbox`` (in processes) with the engine's worker in this
-process, webhooks off (so every approval is news no webhook brings: the lost-webhook case):
+process. No webhook reaches the engine, so every approval is news no webhook brings: the
+case of a lost webhook.
 
 * ``polls``: the default without webhooks, every request polls on its own timer (2 s,
   doubling to 60 s);
-* ``reconciler``: the reconciler sweeps the pending approvals every 60 s and requests poll
-  every 30 min to 6 h (``SIGNGATE_RECONCILER_ENABLED=true``).
+* ``webhook-polls``: webhooks on (``SIGNGATE_WEBHOOKS_ENABLED=true``) and the approval's
+  webhook lost: every request polls as a safety net (15 s, doubling to 15 min);
+* ``reconciler``: the reconciler sweeps the pending approvals at its share of the budget (50
+  calls a minute, at most every 15 s) and the requests' safety-net polls (30 min to 6 h)
+  skip Dfns while it sweeps (``SIGNGATE_RECONCILER_ENABLED=true``). Its polling policy is
+  the same with webhooks on or off: this row is both.
 
 N gated requests are submitted with the budget and the sandbox's limit off (the submit is
 not what this measures; at the default budget a submit costs the writes lane 3 of its 250
@@ -75,6 +80,7 @@ def _settings(mode: str, task_queue: str, budget: bool) -> Settings:
             "SIGNGATE_TASK_QUEUE": task_queue,
             "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": str(ORG_LIMIT if budget else 0),
             "SIGNGATE_RECONCILER_ENABLED": str(mode == "reconciler").lower(),
+            "SIGNGATE_WEBHOOKS_ENABLED": str(mode == "webhook-polls").lower(),
         }
     )
 
@@ -218,11 +224,11 @@ def _cpu(pids: dict[str, int]) -> dict[str, float]:
 def _print(figures: list[Figures]) -> None:
     print()
     print(
-        f"engine load on Dfns, webhooks off, org limit {ORG_LIMIT}/min "
+        f"engine load on Dfns, no webhook received, org limit {ORG_LIMIT}/min "
         f"(engine budget {ORG_LIMIT // 2}/min: reads 250, writes 250)"
     )
     header = (
-        f"{'mode':11} {'N':>6} {'submit s':>9} {'calls/min p50':>14} {'max':>6} "
+        f"{'mode':13} {'N':>6} {'submit s':>9} {'calls/min p50':>14} {'max':>6} "
         f"{'429s':>5} {'noticed s':>10} {'worker CPU ms/req/h':>20} {'temporal CPU ms/req/h':>22}"
     )
     print(header)
@@ -230,7 +236,7 @@ def _print(figures: list[Figures]) -> None:
         noticed = f"{f.noticed_after:.1f}" if f.noticed_after is not None else "not seen"
         p50 = statistics.median(f.per_minute) if f.per_minute else float("nan")
         print(
-            f"{f.mode:11} {f.n:>6} {f.submit_seconds:>9.1f} {p50:>14.0f} "
+            f"{f.mode:13} {f.n:>6} {f.submit_seconds:>9.1f} {p50:>14.0f} "
             f"{max(f.per_minute, default=0):>6} {f.limited:>5} {noticed:>10} "
             f"{f.cpu['worker']:>20.1f} {f.cpu['temporal']:>22.1f}"
         )
@@ -258,7 +264,10 @@ def main() -> None:
         "--n", type=int, nargs="+", default=[200, 1000], help="requests waiting (several: each)"
     )
     parser.add_argument(
-        "--modes", nargs="+", choices=["polls", "reconciler"], default=["polls", "reconciler"]
+        "--modes",
+        nargs="+",
+        choices=["polls", "webhook-polls", "reconciler"],
+        default=["polls", "webhook-polls", "reconciler"],
     )
     parser.add_argument("--minutes", type=float, default=4, help="measured minutes per run")
     args = parser.parse_args()

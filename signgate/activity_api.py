@@ -47,6 +47,8 @@ from signgate.contracts import (
     PendingApprovalsPage,
     ReadAndVerifyInput,
     ReadAndVerifyResult,
+    ReconcilerSwept,
+    ReconcilerSweptInput,
     SubmitInput,
     VerificationResult,
     VerifyInput,
@@ -64,6 +66,7 @@ __all__ = [
     "LANES",
     "PENDING_APPROVALS",
     "READ_AND_VERIFY",
+    "RECONCILER_SWEPT",
     "RECORD_LEDGER",
     "SUBMIT",
     "UNTIL_DONE",
@@ -292,6 +295,17 @@ WAITING_REQUESTS: ActivityRef[WaitingRequestsInput, WaitingRequestsPage] = Activ
 )
 """One page of the requests waiting at Dfns, from Temporal's visibility index (no Dfns call)."""
 
+RECONCILER_SWEPT: ActivityRef[ReconcilerSweptInput, ReconcilerSwept] = ActivityRef(
+    ids.ACTIVITY_RECONCILER_SWEPT,
+    ReconcilerSweptInput,
+    ReconcilerSwept,
+    timedelta(seconds=30),
+    BOUNDED,
+    "recorded",
+)
+"""Ask the reconciler (a Temporal query, no Dfns call) whether it swept since a time; a
+failure counts as "not known", and the caller polls Dfns as if there were no reconciler."""
+
 ALL: tuple[ActivityRef[Any, Any], ...] = (
     SUBMIT,
     READ_AND_VERIFY,
@@ -303,6 +317,7 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     BUILD_TRANSFER,
     PENDING_APPROVALS,
     WAITING_REQUESTS,
+    RECONCILER_SWEPT,
 )
 """Every declaration, for the worker's registration check and the retry-rule test."""
 

@@ -33,6 +33,7 @@ from signgate.dfns.requests import HashRequest, SignatureRequestBody, Transactio
 from signgate.ids import validate_business_key
 
 __all__ = [
+    "RECONCILED_STATUSES",
     "STATUS_RANK",
     "ApprovalDecisionInfo",
     "ApprovalEvent",
@@ -60,6 +61,8 @@ __all__ = [
     "ReadAndVerifyResult",
     "ReconcilerInput",
     "ReconcilerProgress",
+    "ReconcilerSwept",
+    "ReconcilerSweptInput",
     "RecordModel",
     "SignatureOutcome",
     "SignatureProgress",
@@ -124,12 +127,19 @@ class PollingPolicy(InputModel):
     after every poll that finds nothing new, up to ``max_interval``. A status change resets
     it. ``continue_as_new_after_polls`` starts a fresh run after that many polls in one
     run, in addition to the server's own suggestion (history length or size).
+
+    ``reconciled``: the task queue's reconciler notices what moves, so a poll that falls due
+    first asks whether a full sweep ran since the wait began; when one did, nothing moved
+    and the poll is skipped (no Dfns call). ``jitter`` spreads each wait by up to that
+    fraction either way, so requests submitted together do not fall due together.
     """
 
     initial_interval: timedelta = Field(default=timedelta(seconds=5), ge=timedelta(seconds=1))
     max_interval: timedelta = Field(default=timedelta(hours=1), ge=timedelta(seconds=1))
     backoff_coefficient: float = Field(default=2.0, ge=1.0, le=10.0)
     continue_as_new_after_polls: int | None = Field(default=None, ge=1)
+    reconciled: bool = False
+    jitter: float = Field(default=0.0, ge=0.0, le=0.5)
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -377,6 +387,7 @@ class SignatureWorkflowState(RecordModel):
     approval: ApprovalInfo | None = None
     polls: int = 0
     poll_failures: int = 0
+    polls_skipped: int = 0
     last_poll_error: str | None = None
     events_applied: int = 0
     events_ignored: int = 0
@@ -413,6 +424,7 @@ class SignatureProgress(RecordModel):
     time_in_status: timedelta
     polls: int
     poll_failures: int
+    polls_skipped: int = 0
     events_applied: int
     events_ignored: int
     run: int
@@ -740,17 +752,29 @@ class PayoutBatchOutcome(RecordModel):
 # --- reconciler -----------------------------------------------------------------------------
 
 
-class ReconcilerInput(InputModel):
-    """Input of ``ReconcilerWorkflow``: sweep every ``interval``, ``page_size`` approvals a call.
+RECONCILED_STATUSES: tuple[SignatureStatus, ...] = (
+    SignatureStatus.PENDING,
+    SignatureStatus.EXECUTING,
+)
+"""The statuses whose moves the reconciler's sweeps notice: a request in one of them waits at
+Dfns (for its approval, or for the signer) and is listed and woken; any other waits on polls."""
 
-    ``sweeps`` and ``woken`` are carried across continue-as-new (counts for the query).
+
+class ReconcilerInput(InputModel):
+    """Input of ``ReconcilerWorkflow``: sweeps at most every ``interval``, paced to a budget.
+
+    A sweep reads ``page_size`` approvals a call, at most ``calls_per_minute`` calls a minute
+    (``None``: unpaced), so a sweep of many pages takes longer instead of costing more.
+    ``sweeps``, ``woken`` and ``last_ok_sweep_started_at`` are carried across continue-as-new.
     """
 
-    interval: timedelta = Field(default=timedelta(seconds=60), ge=timedelta(seconds=1))
+    interval: timedelta = Field(default=timedelta(seconds=15), ge=timedelta(seconds=1))
     page_size: int = Field(default=100, ge=1, le=100)
+    calls_per_minute: float | None = Field(default=None, gt=0)
     sweeps_per_run: int = Field(default=20, ge=1, le=1000)
     sweeps: int = Field(default=0, ge=0)
     woken: int = Field(default=0, ge=0)
+    last_ok_sweep_started_at: datetime | None = None
 
 
 class PendingApprovalsInput(InputModel):
@@ -800,6 +824,21 @@ class ReconcilerProgress(RecordModel):
     last_waiting: int
     last_pending: int
     last_error: str | None
+    last_ok_sweep_started_at: datetime | None = None
+
+
+class ReconcilerSweptInput(InputModel):
+    """Has the reconciler of ``task_queue`` finished a full sweep that started after ``since``?"""
+
+    task_queue: str = Field(min_length=1)
+    since: datetime
+
+
+class ReconcilerSwept(RecordModel):
+    """The answer: ``swept`` when such a sweep finished; ``why`` when it is not known."""
+
+    swept: bool
+    why: str | None = None
 
 
 SignatureWorkflowInput.model_rebuild()

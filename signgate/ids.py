@@ -48,6 +48,7 @@ ACTIVITY_RECORD_LEDGER: Final = "signgate.record_ledger"
 ACTIVITY_BUILD_TRANSFER: Final = "signgate.build_evm_transfer"
 ACTIVITY_PENDING_APPROVALS: Final = "signgate.list_pending_approvals"
 ACTIVITY_WAITING_REQUESTS: Final = "signgate.list_waiting_requests"
+ACTIVITY_RECONCILER_SWEPT: Final = "signgate.reconciler_swept"
 
 SIGNAL_STATUS_EVENT: Final = "status_event"
 UPDATE_STATUS_EVENT: Final = "report_status_event"

@@ -241,13 +241,28 @@ class Settings(BaseSettings):
         "get the reconciled_poll_* policy (polls become a rare safety net).",
     )
     reconcile_interval_seconds: float = Field(
-        default=60.0, ge=1, description="Seconds between two sweeps of the reconciler."
+        default=15.0,
+        ge=1,
+        description="Shortest time between the starts of two sweeps (many pages take longer).",
+    )
+    reconcile_budget_share: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Fraction of the engine's Dfns budget the reconciler's sweeps may spend.",
     )
     reconciled_poll_initial_seconds: float = Field(
         default=1800.0, ge=1, description="With the reconciler: first safety-net poll."
     )
     reconciled_poll_max_seconds: float = Field(
         default=21600.0, ge=1, description="With the reconciler: longest interval between polls."
+    )
+    reconciled_poll_jitter: float = Field(
+        default=0.25,
+        ge=0,
+        le=0.5,
+        description="With the reconciler: each safety-net wait is spread by up to this "
+        "fraction either way, so a burst's polls do not fall due together.",
     )
 
     @field_validator("log_level", mode="before")
@@ -370,7 +385,16 @@ class Settings(BaseSettings):
             initial_interval=timedelta(seconds=initial),
             max_interval=timedelta(seconds=maximum),
             backoff_coefficient=backoff,
+            reconciled=self.reconciler_enabled,
+            jitter=self.reconciled_poll_jitter if self.reconciler_enabled else 0.0,
         )
+
+    def reconciler_calls_per_minute(self) -> float | None:
+        """Dfns calls a minute the reconciler's sweeps may make; ``None`` when unbudgeted."""
+        if self.dfns_org_rate_limit_per_minute == 0:
+            return None
+        engine = self.dfns_org_rate_limit_per_minute * self.dfns_budget_share
+        return engine * self.reconcile_budget_share
 
     def dfns_budget_per_minute(self, lane: Literal["reads", "writes"]) -> float | None:
         """Dfns calls a minute the engine's ``lane`` may make; ``None`` when the budget is off."""

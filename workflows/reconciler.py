@@ -1,15 +1,22 @@
 """ReconcilerWorkflow: notice approvals that moved, at a cost that grows with pages, not requests.
 
 One reconciler runs per task queue (its id is :func:`signgate.ids.reconciler_workflow_id`),
-that is per Dfns organisation the workers of that queue speak for. Every ``interval`` it
-sweeps:
+that is per Dfns organisation the workers of that queue speak for. It sweeps at most once
+every ``interval``:
 
 1. **waiting**: the ``SignatureWorkflow``\\ s of its task queue that wait at Dfns, from
    Temporal's visibility index (a page per thousand; no Dfns call);
 2. **pending**: the organisation's pending approvals, ``GET /v2/policy-approvals?status=
-   Pending``, a page of ``page_size`` a call, on the budgeted reads queue;
-3. **wake** each waiting request whose approval is no longer pending (and each request
-   waiting for the signer) with a status hint, the same signal a webhook brings.
+   Pending``, a page of ``page_size`` a call, on the budgeted reads queue, paced to
+   ``calls_per_minute``;
+3. **wake** each waiting request whose approval is no longer pending (and, once a minute,
+   each request waiting for the signer) with a status hint, the same signal a webhook brings.
+
+The pace is what keeps the cost flat: the reconciler spends at most ``calls_per_minute``
+however many requests wait. Many pages make a sweep longer (a thousand pages' worth of
+pending approvals take ``pages / calls_per_minute`` minutes to notice), never dearer. The
+sweeps it finishes are also what the waiting requests' safety-net polls ask about
+(``last_ok_sweep_started_at``): while the reconciler sweeps, those polls cost Dfns nothing.
 
 Waiting is listed before pending: a request visible as ``Pending`` had its approval created
 before it showed that status, so an approval missing from the later list has left
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -48,6 +55,8 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["ReconcilerWorkflow", "to_wake"]
 
 _SIGNALS_AT_ONCE = 100
+_SIGNER_EVERY = timedelta(minutes=1)
+"""Requests waiting for the signer are read at most this often (no list shows their move)."""
 _NEXT_STATUS = {
     SignatureStatus.PENDING: SignatureStatus.EXECUTING,
     SignatureStatus.EXECUTING: SignatureStatus.SIGNED,
@@ -56,16 +65,19 @@ _NEXT_STATUS = {
 
 
 def to_wake(
-    waiting: Iterable[WaitingRequest], pending: set[str]
+    waiting: Iterable[WaitingRequest], pending: set[str], *, signer: bool = True
 ) -> list[tuple[WaitingRequest, SignatureStatus]]:
     """The waiting requests to wake, each with its hint's status, one per workflow.
 
     A ``Pending`` request whose signature id is in no pending approval has moved; an
-    ``Executing`` request waits for the signer, which no approval list shows, so it is read.
+    ``Executing`` request waits for the signer, which no approval list shows, so it is read
+    when ``signer`` says this sweep looks at those.
     """
     chosen: dict[str, tuple[WaitingRequest, SignatureStatus]] = {}
     for request in waiting:
         if request.status is SignatureStatus.PENDING and request.signature_id in pending:
+            continue
+        if request.status is SignatureStatus.EXECUTING and not signer:
             continue
         hint = _NEXT_STATUS.get(request.status)
         if hint is not None:
@@ -84,18 +96,31 @@ class ReconcilerWorkflow:
         self._last_waiting = 0
         self._last_pending = 0
         self._last_error: str | None = None
+        self._last_ok_started: datetime | None = None
+        self._signer_looked_at: datetime | None = None
+        self._last_call_at: datetime | None = None
 
     @workflow.run
     async def run(self, input: ReconcilerInput) -> None:
         """Run ``sweeps_per_run`` sweeps, then continue as new with the counts."""
         self._sweeps, self._woken = input.sweeps, input.woken
+        self._last_ok_started = input.last_ok_sweep_started_at
         for _ in range(input.sweeps_per_run):
+            started = workflow.now()
             await self._sweep(input)
-            await workflow.sleep(input.interval)
+            rest = input.interval - (workflow.now() - started)
+            if rest > timedelta(0):
+                await workflow.sleep(rest)
             if workflow.info().is_continue_as_new_suggested():
                 break
         workflow.continue_as_new(
-            input.model_copy(update={"sweeps": self._sweeps, "woken": self._woken})
+            input.model_copy(
+                update={
+                    "sweeps": self._sweeps,
+                    "woken": self._woken,
+                    "last_ok_sweep_started_at": self._last_ok_started,
+                }
+            )
         )
 
     @workflow.query(name=ids.QUERY_RECONCILER)
@@ -108,15 +133,16 @@ class ReconcilerWorkflow:
             last_waiting=self._last_waiting,
             last_pending=self._last_pending,
             last_error=self._last_error,
+            last_ok_sweep_started_at=self._last_ok_started,
         )
 
     async def _sweep(self, input: ReconcilerInput) -> None:
         self._sweeps += 1
-        self._last_sweep_at = workflow.now()
+        started = self._last_sweep_at = workflow.now()
         try:
             waiting = await self._waiting()
             # Nothing waits: no Dfns call at all.
-            pending = await self._pending(input.page_size) if waiting else set()
+            pending = await self._pending(input) if waiting else set()
         except ActivityError as exc:
             cause = exc.cause if exc.cause is not None else exc
             self._last_error = str(cause)
@@ -124,11 +150,16 @@ class ReconcilerWorkflow:
             return
         self._last_error = None
         self._last_waiting, self._last_pending = len(waiting), len(pending)
-        wake = to_wake(waiting, pending)
+        looked = self._signer_looked_at
+        signer = looked is None or started - looked >= _SIGNER_EVERY
+        if signer:
+            self._signer_looked_at = started
+        wake = to_wake(waiting, pending, signer=signer)
         for start in range(0, len(wake), _SIGNALS_AT_ONCE):
             chunk = wake[start : start + _SIGNALS_AT_ONCE]
             sent = await asyncio.gather(*(self._wake(r, s) for r, s in chunk))
             self._woken += sum(sent)
+        self._last_ok_started = started
         if wake:
             workflow.logger.info(
                 "reconciler.woke",
@@ -147,12 +178,23 @@ class ReconcilerWorkflow:
             if token is None:
                 return found
 
-    async def _pending(self, page_size: int) -> set[str]:
+    async def _pending(self, input: ReconcilerInput) -> set[str]:
         found: set[str] = set()
         token: str | None = None
+        gap = (
+            timedelta(minutes=1) / input.calls_per_minute
+            if input.calls_per_minute is not None
+            else timedelta(0)
+        )
         while True:
+            # Each call at least ``gap`` after the one before, across sweeps too.
+            if self._last_call_at is not None:
+                rest = self._last_call_at + gap - workflow.now()
+                if rest > timedelta(0):
+                    await workflow.sleep(rest)
+            self._last_call_at = workflow.now()
             page = await api.PENDING_APPROVALS.run(
-                PendingApprovalsInput(page_size=page_size, token=token)
+                PendingApprovalsInput(page_size=input.page_size, token=token)
             )
             found.update(page.signature_ids)
             token = page.next_token

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from signgate import activity_api as api
     from signgate import ids
     from signgate.contracts import (
+        RECONCILED_STATUSES,
         ApprovalEvent,
         BatchItemResult,
         CallbackDelivery,
@@ -52,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         EventAck,
         LedgerInput,
         ReadAndVerifyInput,
+        ReconcilerSweptInput,
         SignatureOutcome,
         SignatureProgress,
         SignatureWorkflowInput,
@@ -64,7 +66,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from signgate.dfns.models import SignatureRequestView, SignatureStatus
     from signgate.metrics import EngineMeter
-    from workflows.state import RequestMismatch, RequestTracker, next_interval
+    from workflows.state import RequestMismatch, RequestTracker, jittered, next_interval
 
 _In = TypeVar("_In", bound=BaseModel)
 _Out = TypeVar("_Out", bound=BaseModel)
@@ -152,6 +154,7 @@ class SignatureWorkflow:
             time_in_status=max(now - since, timedelta(0)),
             polls=st.polls,
             poll_failures=st.poll_failures,
+            polls_skipped=st.polls_skipped,
             events_applied=st.events_applied,
             events_ignored=st.events_ignored,
             run=st.run,
@@ -351,8 +354,22 @@ class SignatureWorkflow:
                 continue
             if self._should_continue_as_new(polls_this_run):
                 await self._continue_as_new(interval)
-            woke = await self._wait(tracker.wait_limit(interval, workflow.now()))
+            armed_at = workflow.now()
+            wait_for = jittered(interval, policy.jitter, workflow.random().random())
+            woke = await self._wait(tracker.wait_limit(wait_for, armed_at))
             if not woke and tracker.stop_due(workflow.now()):
+                continue
+            if (
+                not woke
+                and policy.reconciled
+                and st.status in RECONCILED_STATUSES
+                and await self._reconciler_swept(armed_at)
+            ):
+                # A full sweep since the wait began saw this request and left it alone:
+                # nothing moved, and the safety net need not ask Dfns. (A signed request
+                # waiting to be confirmed is no sweep's business: it polls.)
+                st.polls_skipped += 1
+                interval = st.next_interval = next_interval(policy, interval, changed=False)
                 continue
             self._metrics.wakeup("webhook" if woke else "poll")
             if woke and not tracker.status_hinted():
@@ -407,6 +424,20 @@ class SignatureWorkflow:
             tracker.record_verification(read.verification, read.view)
             self._verification_metric(read.verification)
         return moved
+
+    async def _reconciler_swept(self, since: datetime) -> bool:
+        """Whether the queue's reconciler finished a sweep that began after ``since``.
+
+        Any failure to find out is "no": the safety net then polls Dfns as it would without
+        a reconciler.
+        """
+        asked = ReconcilerSweptInput(task_queue=workflow.info().task_queue, since=since)
+        try:
+            answer = await self._call(api.RECONCILER_SWEPT, asked, local=True)
+        except ActivityError as err:
+            workflow.logger.info("signature.reconciler_unknown", extra={"error": str(err)})
+            return False
+        return answer.swept
 
     async def _stop(self) -> bool:
         """Deadline passed or cancelled: deny our own pending approval. True when done."""
@@ -613,7 +644,9 @@ class SignatureWorkflow:
             self._next_poll_at = None
         return True
 
-    async def _call(self, ref: api.ActivityRef[_In, _Out], arg: _In) -> _Out:
+    async def _call(
+        self, ref: api.ActivityRef[_In, _Out], arg: _In, *, local: bool = False
+    ) -> _Out:
         """Run an activity to completion even if the workflow is cancelled meanwhile.
 
         Cancelling a submit half-way would leave it unknown whether Dfns holds a request;
@@ -622,7 +655,7 @@ class SignatureWorkflow:
         """
         # The workflow task ends here: what it changed must be visible meanwhile.
         self._flush()
-        handle = ref.start(arg)
+        handle = ref.start(arg, local=local)
         try:
             return await asyncio.shield(handle)
         except asyncio.CancelledError:

@@ -45,7 +45,14 @@ from signgate.contracts import (
 from signgate.dfns.models import SignatureRequestView, SignatureStatus
 from signgate.dfns.requests import TransactionRequest
 
-__all__ = ["FINAL_STATUSES", "Read", "RequestMismatch", "RequestTracker", "next_interval"]
+__all__ = [
+    "FINAL_STATUSES",
+    "Read",
+    "RequestMismatch",
+    "RequestTracker",
+    "jittered",
+    "next_interval",
+]
 
 FINAL_STATUSES = frozenset(
     {SignatureStatus.CONFIRMED, SignatureStatus.FAILED, SignatureStatus.REJECTED}
@@ -90,6 +97,11 @@ def next_interval(policy: PollingPolicy, interval: timedelta, *, changed: bool) 
     if changed:
         return policy.initial_interval
     return min(interval * policy.backoff_coefficient, policy.max_interval)
+
+
+def jittered(interval: timedelta, jitter: float, draw: float) -> timedelta:
+    """``interval`` spread by up to ``jitter`` of itself either way; ``draw`` is in [0, 1)."""
+    return interval * (1 - jitter + 2 * jitter * draw)
 
 
 def signature_key(view: SignatureRequestView) -> list[str]:

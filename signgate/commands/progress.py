@@ -55,6 +55,7 @@ class Snapshot:
     signature_id: str | None
     polls: int
     answered: bool
+    polls_skipped: int = 0
 
     def key(self) -> tuple[Any, ...]:
         """What counts as a change worth a new line."""
@@ -103,6 +104,7 @@ class Snapshot:
                 "groups": [{"name": n, "approvals": h, "quorum": q} for n, h, q in tally.groups],
             },
             "polls": self.polls,
+            "pollsSkipped": self.polls_skipped,
         }
 
 
@@ -161,6 +163,7 @@ async def snapshot(
         signature_id=progress.signature_id,
         polls=progress.polls,
         answered=True,
+        polls_skipped=progress.polls_skipped,
     )
 
 

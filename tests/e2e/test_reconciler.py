@@ -6,6 +6,10 @@ One request is approved and one denied while the worker runs; the worker is then
 SIGKILL, the third is approved while no worker runs, and a new worker process takes over:
 every request ends as Dfns decided, each woken by exactly one applied hint, with one Dfns
 request each and one reconciler execution for the task queue.
+
+The safety net: a request whose polls fall due every 20 s skips them (no Dfns call) while the
+reconciler sweeps, polls Dfns again once the reconciler is gone, and so still learns of its
+approval.
 """
 
 from __future__ import annotations
@@ -43,6 +47,23 @@ async def _progress(handle: Handle) -> SignatureProgress:
     return progress
 
 
+async def _start(
+    client: Client, sandbox: EngineSandbox, task_queue: str, polling: PollingPolicy, prefix: str
+) -> Handle:
+    """A gated hash request with ``polling``, its workflow id starting with ``prefix``."""
+    handle: Handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        SignatureWorkflowInput(
+            target=sandbox.target("key", "evm-gated"),
+            request=HashRequest(hash="0x" + uuid.uuid4().hex * 2),
+            polling=polling,
+        ),
+        id=f"{prefix}-{uuid.uuid4().hex[:10]}",
+        task_queue=task_queue,
+    )
+    return handle
+
+
 async def _approval_of(handle: Handle) -> str:
     async def probe() -> str | None:
         progress = await _progress(handle)
@@ -62,20 +83,10 @@ async def test_the_reconciler_wakes_moved_requests_across_a_kill_9(
     }
     worker = WorkerProcess(env).start()
     try:
-        handles: list[Handle] = []
-        for plan in ("approve", "deny", "later"):
-            handles.append(
-                await client.start_workflow(
-                    SignatureWorkflow.run,
-                    SignatureWorkflowInput(
-                        target=sandbox.target("key", "evm-gated"),
-                        request=HashRequest(hash="0x" + uuid.uuid4().hex * 2),
-                        polling=HOURLY,
-                    ),
-                    id=f"reconcile-{plan}-{uuid.uuid4().hex[:10]}",
-                    task_queue=task_queue,
-                )
-            )
+        handles = [
+            await _start(client, sandbox, task_queue, HOURLY, f"reconcile-{plan}")
+            for plan in ("approve", "deny", "later")
+        ]
         approve, deny, later = handles
         approvals = [await _approval_of(h) for h in handles]
         await sandbox.decide(approvals[0], "alice", "bob")
@@ -124,3 +135,42 @@ async def _check(
     ]
     assert len(runs) == 1, "one reconciler for the task queue, however many workers started"
     await reconciler.terminate("test over")
+
+
+async def test_safety_net_polls_skip_dfns_while_the_reconciler_sweeps_and_resume_without_it(
+    dev_server: DevServer, client: Client, sandbox: EngineSandbox, task_queue: str, tmp_path: Path
+) -> None:
+    env = {
+        **engine_env(dev_server, sandbox, task_queue, tmp_path),
+        "SIGNGATE_RECONCILER_ENABLED": "true",
+        "SIGNGATE_RECONCILE_INTERVAL_SECONDS": "1",
+    }
+    safety_net = PollingPolicy(
+        initial_interval=timedelta(seconds=20),
+        max_interval=timedelta(seconds=20),
+        reconciled=True,
+        jitter=0.25,
+    )
+    worker = WorkerProcess(env).start()
+    try:
+        handle = await _start(client, sandbox, task_queue, safety_net, "safety-net")
+        approval = await _approval_of(handle)
+
+        async def skipped_twice() -> SignatureProgress | None:
+            progress = await _progress(handle)
+            return progress if progress.polls_skipped >= 2 else None
+
+        before = await eventually(skipped_twice, what="two safety-net polls skipped", within=180)
+        reconciler = client.get_workflow_handle(ids.reconciler_workflow_id(task_queue))
+        await reconciler.terminate("the test takes the reconciler away")
+
+        async def polled_again() -> bool:
+            return (await _progress(handle)).polls > before.polls
+
+        await eventually(polled_again, what="a safety-net poll read Dfns", within=180)
+        # Decided while no reconciler sweeps: only the request's own poll can notice it.
+        await sandbox.decide(approval, "alice", "bob")
+        assert (await handle.result()).kind == "signed"
+        assert (await _progress(handle)).events_applied == 0, "no hint: a poll noticed it"
+    finally:
+        worker.terminate()

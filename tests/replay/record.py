@@ -44,7 +44,7 @@ from signgate.contracts import (
 )
 from signgate.dfns.models import SignatureStatus
 from signgate.dfns.requests import HashRequest
-from signgate.ids import child_signature_workflow_id
+from signgate.ids import child_signature_workflow_id, reconciler_workflow_id
 from tests.support.eventually import eventually
 from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
@@ -297,22 +297,41 @@ async def batch(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
 
 
 async def reconciled(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
-    """The reconciler (two sweeps a run) wakes a request whose approval was decided."""
+    """The reconciler (paced, 15 sweeps a run) lets a request skip its safety-net polls,
+    then wakes it once its approval is decided."""
     reconciler = await client.start_workflow(
         ReconcilerWorkflow.run,
-        ReconcilerInput(interval=timedelta(seconds=1), sweeps_per_run=2),
-        id=wid,
+        ReconcilerInput(interval=timedelta(seconds=1), calls_per_minute=120, sweeps_per_run=15),
+        # The queue's own reconciler id: the request's safety net asks that one.
+        id=reconciler_workflow_id(tq),
         task_queue=tq,
     )
-    hourly = PollingPolicy(initial_interval=timedelta(hours=1))
-    handle, _ = await _decided(
-        client, sb, tq, f"{wid}-request", sb.target("key", "evm-gated"), hourly
+    safety_net = PollingPolicy(
+        initial_interval=timedelta(seconds=20),
+        max_interval=timedelta(seconds=20),
+        reconciled=True,
+        jitter=0.25,
     )
+    request_id = f"{wid}-request"
+    handle = await client.start_workflow(
+        SignatureWorkflow.run,
+        _input(sb.target("key", "evm-gated"), polling=safety_net),
+        id=request_id,
+        task_queue=tq,
+    )
+    approval = await _approval_id(client, request_id)
+
+    async def skipped() -> bool:
+        progress = await handle.query(SignatureWorkflow.state)
+        return progress.polls_skipped >= 1
+
+    await eventually(skipped, what="a safety-net poll skipped", within=120)
+    await sb.decide(approval, "alice", "bob")
     await handle.result()
 
     async def in_second_run() -> bool:
         progress = await reconciler.query(ReconcilerWorkflow.progress)
-        return progress.woken >= 1 and progress.sweeps > 2
+        return progress.woken >= 1 and progress.sweeps > 15
 
     await eventually(in_second_run, what="the reconciler woke the request and continued as new")
     await reconciler.terminate("recorded")
@@ -378,16 +397,18 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
             )
             async with engine_workers(env.client, task_queue=tq, activities=activities):
                 await scenario(env.client, sandbox, tq, wid)
-                workflow_ids = [wid]
+                workflow_ids = [reconciler_workflow_id(tq) if scenario is reconciled else wid]
                 if scenario is payout_confirmed:
                     workflow_ids.append(child_signature_workflow_id(wid))
                 if scenario is batch:
                     workflow_ids.append(f"{wid}-payout-0")
+                if scenario is reconciled:
+                    workflow_ids.append(f"{wid}-request")
                 for workflow_id in workflow_ids:
                     histories = await _run_histories(env.client, workflow_id)
                     for index, history in enumerate(histories):
-                        file_stem = stem if workflow_id == wid else f"{stem}-child"
-                        if scenario is batch and workflow_id != wid:
+                        file_stem = stem if workflow_id == workflow_ids[0] else f"{stem}-child"
+                        if scenario in (batch, reconciled) and workflow_id != workflow_ids[0]:
                             file_stem = workflow_id.removeprefix("replay-")
                         suffix = "" if len(histories) == 1 else f"-run{index + 1}"
                         path = HISTORIES / f"{file_stem}{suffix}.json"

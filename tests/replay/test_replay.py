@@ -6,7 +6,8 @@ after a status event, a status event read and verified within one workflow task,
 webhooks of an approval, a resolved approval whose status event never came, expired by
 deadline and by the approval timeout, cancelled, continued as new (every run), a signature
 that does not verify, a payout with its child, a batch that continued as new with one of
-its payouts, and a reconciler that woke a request and continued as new (recorded on the dev
+its payouts, and a paced reconciler that woke a request and continued as new with that
+request, which skipped a safety-net poll while the reconciler swept (recorded on the dev
 server: the time-skipping one has no visibility queries). If a code change makes any of them
 replay differently, workflows already in flight would break on deploy: this test fails
 first, and ``changed_workflow`` proves that it can.
@@ -70,6 +71,7 @@ def test_the_representative_runs_are_all_there() -> None:
         "batch-payout-0",
         "reconciled-run1",
         "reconciled-run2",
+        "reconciled-request",
     } <= names
     assert {n for n in SCENARIOS if n not in ("continued-as-new", "batch", "reconciled")} <= names
     assert {"continued-as-new-run1", "continued-as-new-run2"} <= names
