@@ -14,10 +14,13 @@ case of a lost webhook.
   skip Dfns while it sweeps (``SIGNGATE_RECONCILER_ENABLED=true``). Its polling policy is
   the same with webhooks on or off: this row is both.
 
-N gated requests are submitted with the budget and the sandbox's limit off (the submit is
-not what this measures; at the default budget a submit costs the writes lane 3 of its 250
-calls a minute), then a new worker takes over with the default budget (org limit 1,000 a
-minute, the sandbox enforcing it) for ``--minutes``. Printed, from the sandbox's own count:
+N gated requests are submitted with the budget and the sandbox's limit off (at the default
+budget a submit costs the writes lane 3 of its 250 calls a minute: 10,000 take two hours), or
+with ``--budgeted-submit`` at the default budget with the sandbox enforcing the org limit,
+sampled once a minute (the engine's calls, requests pending, 429s; at the end the workflows
+failed and the Dfns requests created, from the sandbox's database). Then a new worker
+takes over with the default budget (org limit 1,000 a minute, the sandbox enforcing it) for
+``--minutes``. Printed, from the sandbox's own count:
 the engine's calls in each sliding minute (p50 and max of one sample a minute), 429s, the
 time from one approval to its workflow noticing it, and worker and Temporal server CPU per
 waiting request per hour. Nothing is asserted.
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -72,6 +76,17 @@ class Figures:
     noticed_after: float | None
     cpu: dict[str, float]
     minutes: float
+    submit: SubmitFigures | None = None
+
+
+@dataclass
+class SubmitFigures:
+    """The submit at the default budget, the sandbox enforcing its limit (``--budgeted-submit``)."""
+
+    per_minute: list[int]
+    limited: int
+    failed: int
+    dfns_requests: int
 
 
 def _settings(mode: str, task_queue: str, budget: bool) -> Settings:
@@ -91,9 +106,9 @@ async def _local(http: httpx.AsyncClient, method: str, path: str, body: Any = No
     return response.json()
 
 
-async def _run(mode: str, n: int, minutes: float, workdir: Path) -> Figures:
+async def _run(mode: str, n: int, minutes: float, workdir: Path, budgeted: bool) -> Figures:
     async with engine_servers(workdir) as (client, org, pids):
-        return await _measure(mode, n, minutes, client, org, workdir, pids)
+        return await _measure(mode, n, minutes, client, org, workdir, pids, budgeted)
 
 
 async def _measure(
@@ -104,6 +119,7 @@ async def _measure(
     org: Org,
     workdir: Path,
     pids: dict[str, int],
+    budgeted: bool = False,
 ) -> Figures:
     task_queue = f"scale-{uuid.uuid4().hex[:8]}"
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -123,10 +139,18 @@ async def _measure(
             "max_concurrent_workflow_tasks": 200,
             "max_concurrent_activities": 200,
         }
-        polling: PollingPolicy = _settings(mode, task_queue, budget=True).polling_policy()
+        settings = _settings(mode, task_queue, budget=True)
+        polling: PollingPolicy = settings.polling_policy()
         gated = org.key(GATED)
+        submit: SubmitFigures | None = None
+        if budgeted:
+            await _local(http, "PUT", "rate-limit", {"limitPerMinute": ORG_LIMIT})
         began = time.perf_counter()
-        async with engine_workers(client, **options):
+        async with engine_workers(
+            client, rates=lane_rates(settings) if budgeted else None, **options
+        ):
+            if budgeted and settings.reconciler_enabled:
+                await ensure_reconciler(client, settings)
             gate = asyncio.Semaphore(200)
 
             async def start(i: int) -> Any:
@@ -144,14 +168,17 @@ async def _measure(
 
             handles = await asyncio.gather(*(start(i) for i in range(n)))
             waiting = f"TaskQueue = '{task_queue}' AND {ids.SA_STATUS.name} = 'Pending'"
-            await _until(lambda: _count(client, waiting), n)
+            if budgeted:
+                submit = await _watch_submit(client, http, waiting, task_queue, n, workdir)
+            else:
+                await _until(lambda: _count(client, waiting), n)
         submit_seconds = time.perf_counter() - began
 
-        settings = _settings(mode, task_queue, budget=True)
-        await _local(http, "PUT", "rate-limit", {"limitPerMinute": ORG_LIMIT})
-        # The submit's calls (unlimited) must leave the sandbox's sliding minute first, or
-        # they would lock everyone out of the first measured minute.
-        await asyncio.sleep(61)
+        if not budgeted:
+            await _local(http, "PUT", "rate-limit", {"limitPerMinute": ORG_LIMIT})
+            # The submit's calls (unlimited) must leave the sandbox's sliding minute first, or
+            # they would lock everyone out of the first measured minute.
+            await asyncio.sleep(61)
         async with engine_workers(client, rates=lane_rates(settings), **options):
             if settings.reconciler_enabled:
                 await ensure_reconciler(client, settings)
@@ -196,7 +223,33 @@ async def _measure(
         hours = elapsed / 3600
         cpu = {k: (cpu_after[k] - cpu_before[k]) / n / hours * 1000 for k in cpu_before}
         limited = limited_after - limited_before
-        return Figures(mode, n, submit_seconds, per_minute, limited, noticed, cpu, minutes)
+        return Figures(mode, n, submit_seconds, per_minute, limited, noticed, cpu, minutes, submit)
+
+
+async def _watch_submit(
+    client: Client, http: httpx.AsyncClient, waiting: str, task_queue: str, n: int, workdir: Path
+) -> SubmitFigures:
+    """Sample the budgeted submit once a minute until all ``n`` requests wait at Dfns."""
+    limited_before = (await _local(http, "GET", "rate-limit"))["sinceReset"]["limited"]
+    per_minute: list[int] = []
+    began = time.monotonic()
+    pending = 0
+    while pending < n:
+        await asyncio.sleep(max(0.0, began + 60 * (len(per_minute) + 1) - time.monotonic()))
+        report = await _local(http, "GET", "rate-limit")
+        per_minute.append(int(report["lastMinute"]["byCaller"].get(ENGINE, 0)))
+        pending = await _count(client, waiting)
+        limited = report["sinceReset"]["limited"] - limited_before
+        print(
+            f"  submit minute {len(per_minute)}: {per_minute[-1]} engine calls, "
+            f"{pending} of {n} pending, {limited} 429s so far",
+            flush=True,
+        )
+    limited = (await _local(http, "GET", "rate-limit"))["sinceReset"]["limited"] - limited_before
+    failed = await _count(client, f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Failed'")
+    with sqlite3.connect(f"file:{workdir / 'sandbox.db'}?mode=ro", uri=True) as db:
+        (requests,) = db.execute("SELECT COUNT(*) FROM sandbox_signatures").fetchone()
+    return SubmitFigures(per_minute, limited, failed, int(requests))
 
 
 async def _decide(approver: DfnsClient, approval_id: str) -> None:
@@ -240,6 +293,14 @@ def _print(figures: list[Figures]) -> None:
             f"{max(f.per_minute, default=0):>6} {f.limited:>5} {noticed:>10} "
             f"{f.cpu['worker']:>20.1f} {f.cpu['temporal']:>22.1f}"
         )
+        if f.submit is not None:
+            s = f.submit
+            print(
+                f"  submit at the default budget: {f.submit_seconds:.0f} s, engine calls/min "
+                f"p50 {statistics.median(s.per_minute):.0f} max {max(s.per_minute)} "
+                f"(limit {ORG_LIMIT}), {s.limited} 429s, {s.failed} workflows failed, "
+                f"{s.dfns_requests} Dfns requests for {f.n} workflows"
+            )
     print(
         "(calls/min: the engine's calls in the sandbox's sliding minute, sampled once a minute "
         "after the submit; noticed: from one approval to its workflow reading a status past "
@@ -254,7 +315,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
             print(f"{mode}, N={n}...", flush=True)
             directory = workdir / f"{mode}-{n}"
             directory.mkdir()
-            figures.append(await _run(mode, n, args.minutes, directory))
+            figures.append(await _run(mode, n, args.minutes, directory, args.budgeted_submit))
     _print(figures)
 
 
@@ -270,6 +331,13 @@ def main() -> None:
         default=["polls", "webhook-polls", "reconciler"],
     )
     parser.add_argument("--minutes", type=float, default=4, help="measured minutes per run")
+    parser.add_argument(
+        "--budgeted-submit",
+        action="store_true",
+        help="submit at the default budget with the sandbox's limit on (3 calls a request: "
+        "10,000 take about two hours) and print the submit's calls a minute, 429s, failed "
+        "workflows and Dfns requests created",
+    )
     args = parser.parse_args()
     if args.minutes < 1:
         parser.error("--minutes must be at least 1")
