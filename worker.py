@@ -177,7 +177,9 @@ async def engine_workers(
 
     ``activities`` are split by :func:`signgate.activity_api.lane_of`: those that call Dfns
     go to their lane's worker (rate-limited by ``rates``, activities a second), the rest to
-    the workflows' own. ``options`` are passed to every worker.
+    the workflows' own. The reads lane's are registered on the workflows' worker too, where
+    an unbudgeted engine runs them as local activities (``PollingPolicy.local_reads``); no
+    activity task for them is ever sent to that queue. ``options`` are passed to every worker.
     """
     by_lane: dict[api.Lane | None, list[Callable[..., Any]]] = {}
     for implementation in activities:
@@ -189,7 +191,7 @@ async def engine_workers(
                 client,
                 task_queue=task_queue,
                 workflows=list(workflows),
-                activities=by_lane.pop(None, []),
+                activities=by_lane.pop(None, []) + by_lane.get("reads", []),
                 nexus_service_handlers=list(nexus_service_handlers),
                 **options,
             )

@@ -148,11 +148,11 @@ class ActivityRef(Generic[In, Out]):
     def start(self, arg: In, *, local: bool = False) -> workflow.ActivityHandle[Out]:
         """Schedule the activity from workflow code (a local activity when ``local``).
 
-        A Dfns activity goes to its lane's task queue beside the workflow's own.
+        A Dfns activity goes to its lane's task queue beside the workflow's own; as a local
+        activity it runs in the workflow's worker, outside its lane's budget (only for an
+        engine whose budget is off: ``PollingPolicy.local_reads``).
         """
-        if self.lane is not None:
-            if local:
-                raise ValueError(f"{self.name} calls Dfns: it cannot run as a local activity")
+        if self.lane is not None and not local:
             return workflow.start_activity(
                 self.name,
                 arg,

@@ -132,6 +132,11 @@ class PollingPolicy(InputModel):
     first asks whether a full sweep ran since the wait began; when one did, nothing moved
     and the poll is skipped (no Dfns call). ``jitter`` spreads each wait by up to that
     fraction either way, so requests submitted together do not fall due together.
+
+    ``local_reads``: the engine runs without a Dfns budget (org limit 0), so a read of the
+    request runs as a local activity inside the workflow task that wants it (a webhook's
+    signal reads and records in one task) instead of an activity task on the budgeted reads
+    queue, whose pace only the Temporal server can keep across workers.
     """
 
     initial_interval: timedelta = Field(default=timedelta(seconds=5), ge=timedelta(seconds=1))
@@ -140,6 +145,7 @@ class PollingPolicy(InputModel):
     continue_as_new_after_polls: int | None = Field(default=None, ge=1)
     reconciled: bool = False
     jitter: float = Field(default=0.0, ge=0.0, le=0.5)
+    local_reads: bool = False
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -357,7 +357,8 @@ class Settings(BaseSettings):
         only the safety net for lost events, so they back off far (``webhook_poll_*``);
         without them polling is the only way to learn of a change and stays tight
         (``poll_*``). With the reconciler (:attr:`reconciler_enabled`) its sweeps notice what
-        moved, webhooks or not, and polls wait hours (``reconciled_poll_*``).
+        moved, webhooks or not, and polls wait hours (``reconciled_poll_*``). With the Dfns
+        budget off, reads run as local activities (``PollingPolicy.local_reads``).
         """
         # Imported here: contracts pulls in temporalio, which settings alone does not need.
         from signgate.contracts import PollingPolicy
@@ -387,6 +388,7 @@ class Settings(BaseSettings):
             backoff_coefficient=backoff,
             reconciled=self.reconciler_enabled,
             jitter=self.reconciled_poll_jitter if self.reconciler_enabled else 0.0,
+            local_reads=self.dfns_org_rate_limit_per_minute == 0,
         )
 
     def reconciler_calls_per_minute(self) -> float | None:

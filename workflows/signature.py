@@ -406,6 +406,7 @@ class SignatureWorkflow:
                     request=self._request,
                     verify=st.verification is None,
                 ),
+                local=self._input.polling.local_reads,
             )
         except ActivityError as err:
             if _error_type(err) == ids.ERR_RATE_LIMITED:

@@ -172,6 +172,17 @@ async def signed_by_webhook_status(client: Client, sb: EngineSandbox, tq: str, w
     await handle.result()
 
 
+async def signed_by_webhook_local_read(
+    client: Client, sb: EngineSandbox, tq: str, wid: str
+) -> None:
+    """The status event with the budget off: the read is a local activity in its task."""
+    polling = PollingPolicy(initial_interval=timedelta(hours=1), local_reads=True)
+    target = sb.target("key", "evm-gated")
+    handle, _ = await _decided(client, sb, tq, wid, target, polling)
+    await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle, sb, target))
+    await handle.result()
+
+
 async def signed_after_approval_event(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     """Both webhooks of an approval: the resolved approval, then the request's status."""
     polling = PollingPolicy(initial_interval=timedelta(hours=1))
@@ -341,6 +352,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signed-after-polling": signed_after_polling,
     "signed-by-status-event": signed_by_status_event,
     "signed-by-webhook-status": signed_by_webhook_status,
+    "signed-by-webhook-local-read": signed_by_webhook_local_read,
     "signed-after-approval-event": signed_after_approval_event,
     "approval-event-then-poll": approval_event_then_poll,
     "expired-by-deadline": expired_by_deadline,

@@ -57,6 +57,7 @@ def test_the_representative_runs_are_all_there() -> None:
         "signed-after-polling",
         "signed-by-status-event",
         "signed-by-webhook-status",
+        "signed-by-webhook-local-read",
         "signed-after-approval-event",
         "approval-event-then-poll",
         "expired-by-deadline",

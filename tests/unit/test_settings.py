@@ -131,6 +131,15 @@ def test_polling_is_tight_without_webhooks_and_relaxed_with_them() -> None:
     assert Settings.from_env({}).polling_policy(webhooks=True) == relaxed
 
 
+def test_reads_are_local_activities_only_when_the_budget_is_off() -> None:
+    assert Settings.from_env({}).polling_policy().local_reads is False
+    trial = Settings.from_env({"SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": "100"})
+    assert trial.polling_policy().local_reads is False
+    unbudgeted = Settings.from_env({"SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": "0"})
+    assert unbudgeted.polling_policy().local_reads is True
+    assert unbudgeted.polling_policy(webhooks=True).local_reads is True
+
+
 def test_polling_policies_are_settable() -> None:
     from datetime import timedelta
 
