@@ -17,8 +17,11 @@ case of a lost webhook.
 N gated requests are submitted with the budget and the sandbox's limit off (at the default
 budget a submit costs the writes lane 3 of its 250 calls a minute: 10,000 take two hours), or
 with ``--budgeted-submit`` at the default budget with the sandbox enforcing the org limit,
-sampled once a minute (the engine's calls, requests pending, 429s; at the end the workflows
-failed and the Dfns requests created, from the sandbox's database). Then a new worker
+sampled once a minute (the engine's calls, requests created at Dfns, 429s) until every
+workflow has its Dfns request; at the end the workflows failed and, from the sandbox's
+database, the Dfns requests created, how many distinct idempotency keys they carry and how
+many the policy's one-hour auto-reject has already ended (at the budget's pace the first
+requests of a large burst are auto-rejected before the last are submitted). Then a new worker
 takes over with the default budget (org limit 1,000 a minute, the sandbox enforcing it) for
 ``--minutes``. Printed, from the sandbox's own count:
 the engine's calls in each sliding minute (p50 and max of one sample a minute), 429s, the
@@ -87,6 +90,8 @@ class SubmitFigures:
     limited: int
     failed: int
     dfns_requests: int
+    idempotency_keys: int
+    auto_rejected: int
 
 
 def _settings(mode: str, task_queue: str, budget: bool) -> Settings:
@@ -229,27 +234,37 @@ async def _measure(
 async def _watch_submit(
     client: Client, http: httpx.AsyncClient, waiting: str, task_queue: str, n: int, workdir: Path
 ) -> SubmitFigures:
-    """Sample the budgeted submit once a minute until all ``n`` requests wait at Dfns."""
+    """Sample the budgeted submit once a minute until all ``n`` requests exist at Dfns.
+
+    "Submitted" is any workflow past submitting, closed ones included: with the policy's
+    one-hour auto-reject, a burst longer than an hour never has all ``n`` pending at once.
+    """
     limited_before = (await _local(http, "GET", "rate-limit"))["sinceReset"]["limited"]
+    unsubmitted = "('Submitting', 'SubmitUnknown')"
+    submitted_query = f"TaskQueue = '{task_queue}' AND {ids.SA_STATUS.name} NOT IN {unsubmitted}"
     per_minute: list[int] = []
     began = time.monotonic()
-    pending = 0
-    while pending < n:
+    submitted = 0
+    while submitted < n:
         await asyncio.sleep(max(0.0, began + 60 * (len(per_minute) + 1) - time.monotonic()))
         report = await _local(http, "GET", "rate-limit")
         per_minute.append(int(report["lastMinute"]["byCaller"].get(ENGINE, 0)))
+        submitted = await _count(client, submitted_query)
         pending = await _count(client, waiting)
         limited = report["sinceReset"]["limited"] - limited_before
         print(
             f"  submit minute {len(per_minute)}: {per_minute[-1]} engine calls, "
-            f"{pending} of {n} pending, {limited} 429s so far",
+            f"{submitted} of {n} submitted ({pending} pending), {limited} 429s so far",
             flush=True,
         )
     limited = (await _local(http, "GET", "rate-limit"))["sinceReset"]["limited"] - limited_before
     failed = await _count(client, f"TaskQueue = '{task_queue}' AND ExecutionStatus = 'Failed'")
     with sqlite3.connect(f"file:{workdir / 'sandbox.db'}?mode=ro", uri=True) as db:
-        (requests,) = db.execute("SELECT COUNT(*) FROM sandbox_signatures").fetchone()
-    return SubmitFigures(per_minute, limited, failed, int(requests))
+        requests, keys, rejected = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT external_id),"
+            " COUNT(*) FILTER (WHERE status = 'Rejected') FROM sandbox_signatures"
+        ).fetchone()
+    return SubmitFigures(per_minute, limited, failed, int(requests), int(keys), int(rejected))
 
 
 async def _decide(approver: DfnsClient, approval_id: str) -> None:
@@ -299,7 +314,8 @@ def _print(figures: list[Figures]) -> None:
                 f"  submit at the default budget: {f.submit_seconds:.0f} s, engine calls/min "
                 f"p50 {statistics.median(s.per_minute):.0f} max {max(s.per_minute)} "
                 f"(limit {ORG_LIMIT}), {s.limited} 429s, {s.failed} workflows failed, "
-                f"{s.dfns_requests} Dfns requests for {f.n} workflows"
+                f"{s.dfns_requests} Dfns requests ({s.idempotency_keys} idempotency keys) for "
+                f"{f.n} workflows, {s.auto_rejected} already auto-rejected"
             )
     print(
         "(calls/min: the engine's calls in the sandbox's sliding minute, sampled once a minute "
