@@ -9,8 +9,8 @@ credential key ever passes through workflow history. Every method is safe to ret
   fetching the duplicate and checking that it is the request this workflow asked for.
   Legacy public keys have no ``externalId``: a submit whose outcome is unknown is not
   retried there, because a retry could create a second request.
-* ``deny_own_approval`` reads the approval first and treats "already decided" as a result,
-  not an error.
+* ``deny_own_approval`` sends the decision and, only when Dfns refuses it, reads the
+  approval: "already decided" is a result, not an error.
 """
 
 from __future__ import annotations
@@ -166,18 +166,19 @@ class SigningActivities:
 
     @api.DENY_APPROVAL.implements
     async def deny_own_approval(self, input: DenyApprovalInput) -> DenialResult:
-        """Deny the engine's own pending approval; an approval already decided is reported."""
-        with dfns_errors(f"read approval {input.approval_id}"):
-            approval = await self._dfns.get_approval(input.approval_id)
-        if approval.status != "Pending":
-            return _already_decided(approval)
+        """Deny the engine's own pending approval; an approval already decided is reported.
+
+        The decision goes first, with no read before it: three calls on the usual path, the
+        writes lane's cost. A refusal (400/409) may mean the approval is no longer pending,
+        so only then is it read (a fourth call) to tell "already decided" from a real error.
+        """
         body = ApprovalDecisionRequest(value="Denied", reason=input.reason)
         try:
             approval = await self._dfns.create_approval_decision(input.approval_id, body)
         except DfnsAPIError as exc:
             if not is_decision_conflict(exc):
                 raise to_application_error(exc, action=f"deny {input.approval_id}") from None
-            # Decided by someone else between the read and the decision?
+            # Decided already: by someone else, or by an earlier attempt whose answer was lost.
             with dfns_errors(f"read approval {input.approval_id}"):
                 approval = await self._dfns.get_approval(input.approval_id)
             if approval.status == "Pending":

@@ -221,11 +221,11 @@ DENY_APPROVAL: ActivityRef[DenyApprovalInput, DenialResult] = ActivityRef(
     _DFNS,
     UNTIL_DONE,
     lane="writes",
-    dfns_calls=4,
+    dfns_calls=3,
 )
 """Deny the engine's own pending approval; "already decided" is a result.
 
-Four calls: read the approval, the challenge, its signed answer, the decision."""
+Three calls: the challenge, its signed answer, the decision (a refused decision adds a read)."""
 
 DESCRIBE_APPROVAL: ActivityRef[DescribeApprovalInput, ApprovalInfo] = ActivityRef(
     ids.ACTIVITY_DESCRIBE_APPROVAL,

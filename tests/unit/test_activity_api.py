@@ -88,5 +88,5 @@ def test_lane_of_reads_bound_methods_and_the_fakes_alike() -> None:
     assert api.lane_of(fake.read_and_verify) == "reads"
     assert api.lane_of(fake.deliver_callback) is None
     assert api.lane_of(build_evm_transfer) is None
-    assert api.lane_calls("writes") == 4  # a denial: read, challenge, signed answer, decision
+    assert api.lane_calls("writes") == 3  # challenge, signed answer, then the request or decision
     assert api.lane_calls("reads") == 1

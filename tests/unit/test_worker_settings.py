@@ -55,8 +55,8 @@ def test_the_dfns_budget_is_half_the_org_limit_split_between_reads_and_writes() 
     assert defaults.dfns_budget_per_minute("reads") == 250
     assert defaults.dfns_budget_per_minute("writes") == 250
     rates = lane_rates(defaults)
-    # Reads cost one call each; a write up to four (a denial).
-    assert rates == pytest.approx({"reads": 250 / 60, "writes": 250 / 60 / 4})
+    # Reads cost one call each; a write three (challenge, signed answer, request or decision).
+    assert rates == pytest.approx({"reads": 250 / 60, "writes": 250 / 60 / 3})
     trial = Settings.from_env(
         {
             "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE": "100",

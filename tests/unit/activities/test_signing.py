@@ -187,35 +187,62 @@ async def test_reads_map_errors() -> None:
     assert caught.value.type == ids.ERR_SERVER_ERROR and not caught.value.non_retryable
 
 
+def _decided_by(status: str, user: str) -> dict[str, Any]:
+    approval = _approval(status)
+    approval["decisions"] = [
+        {"userId": user, "value": status, "date": "2026-11-21T10:00:00.000Z", "reason": None}
+    ]
+    return approval
+
+
 @pytest.mark.parametrize(
-    ("before", "decision", "after", "denied"),
+    ("decision", "read", "denied", "status", "calls"),
     [
-        ("Pending", 200, "Denied", True),
-        ("Approved", None, None, False),
-        ("Pending", 409, "Approved", False),
+        # The usual path: challenge, signed answer, decision; no read.
+        (200, None, True, "Denied", 3),
+        # Decided by someone else before the engine came to deny it.
+        (409, _decided_by("Approved", "us-2"), False, "Approved", 4),
+        # An earlier attempt's decision committed and its answer was lost: still ours.
+        (409, _decided_by("Denied", "us-1"), True, "Denied", 4),
+        (400, _decided_by("Denied", "us-2"), False, "Denied", 4),
     ],
 )
 async def test_deny_own_approval(
-    before: str, decision: int | None, after: str | None, denied: bool
+    decision: int, read: dict[str, Any] | None, denied: bool, status: str, calls: int
 ) -> None:
-    reads = [before, after or before]
-
     def handler(request: httpx.Request) -> httpx.Response | None:
         if request.method == "GET":
-            return httpx.Response(200, json=_approval(reads.pop(0)))
-        assert decision is not None, "no decision must be sent for a resolved approval"
+            assert read is not None, "the approval must not be read before the decision"
+            return httpx.Response(200, json=read)
         assert json.loads(request.content) == {"value": "Denied", "reason": "deadline"}
         if decision == 200:
             return httpx.Response(200, json=_approval("Denied"))
-        return httpx.Response(409, json={"error": {"message": "approval is not pending"}})
+        return httpx.Response(decision, json={"error": {"message": "approval is not pending"}})
 
-    dfns, _ = _client(handler)
+    dfns, seen = _client(handler)
     result = await ActivityEnvironment().run(
         SigningActivities(dfns).deny_own_approval,
         DenyApprovalInput(approval_id="ap-1", reason="deadline"),
     )
-    assert result.denied is denied
-    assert result.approval_status == ("Denied" if denied else after or before)
+    assert (result.denied, result.approval_status) == (denied, status)
+    assert len(seen) == calls
+
+
+async def test_deny_refused_while_still_pending_is_retried() -> None:
+    """A refused decision on an approval that is still Pending is an error, not a result."""
+
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "GET":
+            return httpx.Response(200, json=_approval("Pending"))
+        return httpx.Response(409, json={"error": {"message": "conflict"}})
+
+    dfns, _ = _client(handler)
+    with pytest.raises(ApplicationError) as caught:
+        await ActivityEnvironment().run(
+            SigningActivities(dfns).deny_own_approval,
+            DenyApprovalInput(approval_id="ap-1", reason="deadline"),
+        )
+    assert not caught.value.non_retryable
 
 
 def test_same_request_ignores_hex_case_and_extra_fields() -> None:
