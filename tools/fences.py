@@ -24,6 +24,11 @@ Rules:
     No test module reads the clock while it is imported (a module-level ``time.time()``,
     ``time.monotonic()``, ``datetime.now()``...): a suite that takes minutes to reach the
     test would see a stale "now". Read it inside the test.
+``virtual-time`` (tests only)
+    Virtual time passes on a time-skipping server only through
+    ``tests.support.temporal.skip_time``, never ``WorkflowEnvironment.sleep``: that call sets
+    no RPC timeout, so the client's 30 s default fails a test when a busy machine takes
+    longer to run what hours of virtual time hold.
 ``one-retry-rule``
     ``RetryPolicy`` is built, and activities are started, only in
     ``signgate/activity_api.py``: the retry rule ("a retryable error never decides an
@@ -273,12 +278,35 @@ def check_clock_at_import(path: Path, tree: ast.AST) -> Iterator[Breach]:
             )
 
 
+def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``virtual-time`` for one test module."""
+    if path.parts[0] != "tests":
+        return
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "sleep"
+        ):
+            continue
+        receiver = ast.unparse(node.func.value)
+        if receiver.endswith("env") or "_ENV" in receiver:
+            yield Breach(
+                path,
+                node.lineno,
+                "virtual-time",
+                f"{receiver}.sleep() has the client's 30 s RPC timeout; use "
+                "tests.support.temporal.skip_time(env, duration)",
+            )
+
+
 RULES = (
     check_error_mapping,
     check_retry_rule,
     check_extra_imports,
     check_caller_imports,
     check_clock_at_import,
+    check_virtual_time,
 )
 
 

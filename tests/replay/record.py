@@ -48,7 +48,7 @@ from signgate.ids import child_signature_workflow_id, reconciler_workflow_id
 from tests.support.eventually import eventually
 from tests.support.recorder import HttpRecorder
 from tests.support.sandbox import EngineSandbox
-from tests.support.temporal import start_dev_server, start_time_skipping
+from tests.support.temporal import skip_time, start_dev_server, start_time_skipping
 from worker import engine_activities, engine_workers
 from workflows.batch import PayoutBatchWorkflow
 from workflows.payout import PayoutWorkflow
@@ -87,7 +87,7 @@ async def signed_after_polling(client: Client, sb: EngineSandbox, tq: str, wid: 
             task_queue=tq,
         )
         approval = await _approval_id(client, wid)
-        await env.sleep(timedelta(hours=2))
+        await skip_time(env, timedelta(hours=2))
         await sb.decide(approval, "alice", "bob")
         await handle.result()
 
@@ -109,7 +109,7 @@ async def _decided(
     )
     approval = await _approval_id(client, wid)
     if wait is not None:
-        await _ENV[0].sleep(wait)
+        await skip_time(_ENV[0], wait)
     await sb.decide(approval, "alice", "bob")
     return handle, approval
 
@@ -233,7 +233,7 @@ async def cancelled(client: Client, sb: EngineSandbox, tq: str, wid: str) -> Non
         task_queue=tq,
     )
     await _approval_id(client, wid)
-    await _ENV[0].sleep(timedelta(minutes=20))
+    await skip_time(_ENV[0], timedelta(minutes=20))
     await handle.cancel()
     await handle.result()
 
@@ -247,7 +247,7 @@ async def continued_as_new(client: Client, sb: EngineSandbox, tq: str, wid: str)
         task_queue=tq,
     )
     approval = await _approval_id(client, wid)
-    await _ENV[0].sleep(timedelta(minutes=30))
+    await skip_time(_ENV[0], timedelta(minutes=30))
     await sb.decide(approval, "alice", "bob")
     await handle.result()
 

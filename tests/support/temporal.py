@@ -18,6 +18,7 @@ from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.testservice.v1 import SleepRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -51,6 +52,19 @@ async def start_time_skipping() -> WorkflowEnvironment:
     )
     await register_search_attributes(env.client)
     return env
+
+
+SKIP_TIMEOUT = timedelta(minutes=5)
+"""Real time one :func:`skip_time` may take. ``WorkflowEnvironment.sleep`` sets none, so the
+client's 30 s default applies, and on a busy machine the activities that run while hours of
+virtual time pass (a 5xx storm's retries) can take longer than that."""
+
+
+async def skip_time(env: WorkflowEnvironment, duration: timedelta) -> None:
+    """Let ``duration`` of virtual time pass on a time-skipping server (the one way to)."""
+    request = SleepRequest()
+    request.duration.FromTimedelta(duration)
+    await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SKIP_TIMEOUT)
 
 
 async def start_dev_server(**extra: Any) -> WorkflowEnvironment:

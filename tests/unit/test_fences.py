@@ -201,5 +201,19 @@ def test_a_test_module_that_reads_the_clock_at_import_is_caught() -> None:
     assert _breaches("signgate/webhook/verify.py", source) == []
 
 
+def test_virtual_time_passes_only_through_skip_time() -> None:
+    source = """
+        import asyncio
+
+        async def test_waits(ts_env, engine):
+            await ts_env.sleep(timedelta(hours=1))
+            await engine.env.sleep(60)
+            await skip_time(ts_env, timedelta(hours=1))
+            await asyncio.sleep(0)
+    """
+    assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 2
+    assert _breaches("signgate/demo.py", source) == []
+
+
 def test_the_shipped_code_holds_every_fence() -> None:
     assert [str(b) for b in fences.check_tree(ROOT)] == []

@@ -42,6 +42,7 @@ from signgate.contracts import (
 )
 from signgate.dfns.requests import HashRequest, MessageRequest, TransactionRequest
 from tests.support.eventually import eventually
+from tests.support.temporal import skip_time
 from tests.workflows.fakes import FakeDfns, S, unknown_submit
 from worker import engine_workers
 from workflows.signature import SignatureWorkflow
@@ -483,7 +484,7 @@ async def test_query_reports_time_in_status_and_polls(
     fake = FakeDfns(steps=[(timedelta(days=2), S.SIGNED)])
     async with _running(ts_env, task_queue, fake, _input()) as handle:
         await _submitted(handle)
-        await ts_env.sleep(timedelta(hours=3))
+        await skip_time(ts_env, timedelta(hours=3))
         progress = await handle.query(SignatureWorkflow.state)
         await handle.result()
     assert progress.status is S.PENDING
@@ -517,7 +518,7 @@ async def test_approval_events_record_decisions_and_bring_the_next_poll_forward(
             lambda: _state_if(handle, lambda p: p.approval is not None), what="approval merged"
         )
         # Backed off by now: without news the next poll is hours away.
-        await ts_env.sleep(timedelta(hours=10, minutes=5))
+        await skip_time(ts_env, timedelta(hours=10, minutes=5))
         before = await handle.query(SignatureWorkflow.state)
         await handle.signal(
             SignatureWorkflow.approval_event,

@@ -33,6 +33,7 @@ from signgate.contracts import (
 from signgate.dfns.requests import HashRequest, TransactionRequest
 from tests.support.eventually import eventually
 from tests.support.sandbox import EngineSandbox
+from tests.support.temporal import skip_time
 from tests.workflows.fakes import S
 from worker import engine_activities, engine_workers
 from workflows.signature import SignatureWorkflow
@@ -124,7 +125,7 @@ async def test_approval_after_three_days_is_found_by_polling(
 ) -> None:
     handle = await engine.start(engine.input(sandbox.target("key", "evm-gated")))
     approval_id = await _pending_approval(handle)
-    await engine.env.sleep(timedelta(days=3))
+    await skip_time(engine.env, timedelta(days=3))
     await sandbox.decide(approval_id, "alice", "bob")
     outcome = await handle.result()
 
@@ -149,7 +150,7 @@ async def test_approval_after_three_days_is_found_by_polling(
 async def test_denial_by_an_approver_is_rejected(engine: Engine, sandbox: EngineSandbox) -> None:
     handle = await engine.start(engine.input(sandbox.target("wallet", "evm-gated")))
     approval_id = await _pending_approval(handle)
-    await engine.env.sleep(timedelta(hours=5))
+    await skip_time(engine.env, timedelta(hours=5))
     await sandbox.decide(approval_id, "bob", value="Denied")
     outcome = await handle.result()
     assert outcome.kind == "rejected"
@@ -197,7 +198,7 @@ async def test_cancellation_denies_the_approval_and_still_delivers(
     inp = engine.input(sandbox.target("key", "evm-gated"), deliveries=[LedgerDelivery()])
     handle = await engine.start(inp)
     await _pending_approval(handle)
-    await engine.env.sleep(timedelta(hours=1))
+    await skip_time(engine.env, timedelta(hours=1))
     await handle.cancel()
     outcome = await handle.result()
     assert outcome.kind == "cancelled"
@@ -268,7 +269,7 @@ async def test_continue_as_new_during_the_wait_keeps_the_request(
     )
     handle = await engine.start(inp)
     approval_id = await _pending_approval(handle)
-    await engine.env.sleep(timedelta(days=1))
+    await skip_time(engine.env, timedelta(days=1))
     await sandbox.decide(approval_id, "alice", "bob")
     outcome = await handle.result()
     final = await handle.query(SignatureWorkflow.state)
@@ -299,18 +300,18 @@ async def test_a_5xx_storm_longer_than_any_retry_policy_never_decides_an_outcome
     }
     await sandbox.set_faults(errorRate=1.0, errorStatus=504)
     handles = {name: await engine.start(inp, suffix=f"-{name}") for name, inp in plans.items()}
-    await engine.env.sleep(timedelta(minutes=30))
+    await skip_time(engine.env, timedelta(minutes=30))
     assert all(status == 504 for status in engine.responses) and len(engine.responses) > 20
     await sandbox.set_faults(errorRate=0.0)
-    await engine.env.sleep(timedelta(minutes=2))  # past the submits' retry backoff
+    await skip_time(engine.env, timedelta(minutes=2))  # past the submits' retry backoff
     approvals = {name: await _pending_approval(handles[name]) for name in plans if name != "auto"}
     await sandbox.decide(approvals["approved"], "alice", "bob")
     await sandbox.decide(approvals["denied"], "bob", value="Denied")
 
     await sandbox.set_faults(errorRate=1.0, errorStatus=502)
-    await engine.env.sleep(timedelta(hours=2))
+    await skip_time(engine.env, timedelta(hours=2))
     await handles["cancelled"].cancel()
-    await engine.env.sleep(timedelta(hours=2))  # the deadline passes in the storm
+    await skip_time(engine.env, timedelta(hours=2))  # the deadline passes in the storm
     failing = await handles["approved"].query(SignatureWorkflow.state)
     assert failing.poll_failures >= 2, "polls ran out of retries and were recorded"
     await sandbox.set_faults(errorRate=0.0)
