@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -17,6 +18,16 @@ import httpx
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.ids import SEARCH_ATTRIBUTES
+
+
+def stop_on_sigterm() -> None:
+    """Let SIGTERM stop a benchmark as Ctrl-C does, so the servers and workers it started
+    are stopped by the same ``finally`` blocks instead of being left running."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def free_port() -> int:

@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=30)
     args = parser.parse_args()
     configure_logging(level="WARNING")
+    _common.stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as tmp:
         asyncio.run(bench(args, Path(tmp)))
     sys.stdout.flush()

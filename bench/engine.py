@@ -327,6 +327,7 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=5000, help="requests waiting for approval")
     args = parser.parse_args()
     configure_logging(level="WARNING")
+    _common.stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="signgate-bench-") as tmp:
         asyncio.run(bench(args, Path(tmp)))
     # Skip interpreter teardown: the Temporal core runtime can crash while finalising

@@ -359,6 +359,7 @@ def main() -> None:
     if args.minutes < 1:
         parser.error("--minutes must be at least 1")
     configure_logging(level="WARNING")
+    _common.stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="signgate-scale-") as tmp:
         asyncio.run(bench(args, Path(tmp)))
     # Skip interpreter teardown: the Temporal core runtime can crash while finalising

@@ -999,6 +999,7 @@ def main() -> None:
         asyncio.run(_signal_from_stdin())
         return
     configure_logging(level="WARNING")
+    _common.stop_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="signgate-bench-webhook-") as directory:
         asyncio.run(bench(args, Path(directory)))
 
