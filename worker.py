@@ -42,7 +42,6 @@ from temporalio.worker import (
     ExecuteActivityInput,
     Interceptor,
     Worker,
-    WorkflowInterceptorClassInput,
 )
 
 from activities.downstream import DownstreamActivities, Ledger, SqliteLedger
@@ -69,7 +68,6 @@ from workflows.signature import SignatureWorkflow
 
 __all__ = [
     "ENGINE_WORKFLOWS",
-    "BudgetedReadsInterceptor",
     "LogContextInterceptor",
     "build_dfns_client",
     "build_dfns_http",
@@ -181,19 +179,12 @@ async def engine_workers(
     go to their lane's worker (rate-limited by ``rates``, activities a second), the rest to
     the workflows' own. The reads lane's are registered on the workflows' worker too, where
     an unbudgeted engine runs them as local activities (``PollingPolicy.local_reads``); no
-    activity task for them is ever sent to that queue. With ``rates`` set the workflows'
-    worker also runs :class:`BudgetedReadsInterceptor`, so a starter whose budget is off
-    cannot take a budgeted engine's reads off their queue. ``options`` are passed to every
-    worker.
+    activity task for them is ever sent to that queue. ``options`` are passed to every worker.
     """
     by_lane: dict[api.Lane | None, list[Callable[..., Any]]] = {}
     for implementation in activities:
         by_lane.setdefault(api.lane_of(implementation), []).append(implementation)
     rates = rates or {}
-    workflow_options = dict(options)
-    if rates:
-        interceptors = [*options.get("interceptors", ()), BudgetedReadsInterceptor()]
-        workflow_options["interceptors"] = interceptors
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
             Worker(
@@ -202,7 +193,7 @@ async def engine_workers(
                 workflows=list(workflows),
                 activities=by_lane.pop(None, []) + by_lane.get("reads", []),
                 nexus_service_handlers=list(nexus_service_handlers),
-                **workflow_options,
+                **options,
             )
         )
         for lane in api.LANES:
@@ -241,27 +232,6 @@ class _ActivityLogContext(ActivityInboundInterceptor):
             task_queue=info.task_queue,
         ):
             return await super().execute_activity(input)
-
-
-class BudgetedReadsInterceptor(Interceptor):
-    """Tells a budgeted engine's workflows that their workers keep a Dfns budget.
-
-    ``PollingPolicy.local_reads`` is part of a workflow's input, set by whoever starts it
-    from *its* settings. A starter configured with the budget off, in front of workers that
-    keep one, would have every read run as a local activity, outside the Temporal server's
-    rate limit. This interceptor, installed by :func:`engine_workers` whenever lane rates
-    are set, gives the workflows the :data:`signgate.ids.DFNS_BUDGETED_EXTERN` function, and
-    :meth:`signgate.activity_api.ActivityRef.start` then never runs a Dfns activity locally.
-    Every worker of a queue runs with the same budget settings, so replay is unchanged.
-    """
-
-    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> None:
-        """Add the budget's marker to the workflows' extern functions; no inbound class."""
-        input.unsafe_extern_functions[ids.DFNS_BUDGETED_EXTERN] = _budgeted
-
-
-def _budgeted() -> bool:
-    return True
 
 
 def build_runtime(settings: Settings) -> Runtime | None:

@@ -15,8 +15,8 @@ case of a lost webhook.
   the same with webhooks on or off: this row is both.
 
 N gated requests are submitted with the budget and the sandbox's limit off (at the default
-budget a submit is one of the writes lane's 62 activities a minute, its 250 calls divided by
-a denial's 4: 10,000 take about 2 h 40 min), or
+budget a submit is one of the writes lane's 83 activities a minute, its 250 calls divided by
+a submit's 3: 10,000 take about 2 h), or
 with ``--budgeted-submit`` at the default budget with the sandbox enforcing the org limit,
 sampled once a minute (the engine's calls, requests created at Dfns, 429s) until every
 workflow has its Dfns request; at the end the workflows failed and, from the sandbox's

@@ -150,24 +150,8 @@ class ActivityRef(Generic[In, Out]):
 
         A Dfns activity goes to its lane's task queue beside the workflow's own; as a local
         activity it runs in the workflow's worker, outside its lane's budget (only for an
-        engine whose budget is off: ``PollingPolicy.local_reads``). Workers that keep a
-        budget say so (:data:`signgate.ids.DFNS_BUDGETED_EXTERN`), and then a Dfns activity
-        always goes to its lane's queue: the workers' budget wins over the input's wish.
+        engine whose budget is off: ``PollingPolicy.local_reads``).
         """
-        if (
-            local
-            and self.lane is not None
-            and ids.DFNS_BUDGETED_EXTERN in workflow.extern_functions()
-        ):
-            workflow.logger.warning(
-                "%s asked to run as a local activity, but this worker keeps a Dfns budget: it "
-                "runs on the rate-limited %s queue (the starter's "
-                "SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE is 0, the workers' is not: give both "
-                "the same budget settings)",
-                self.name,
-                self.lane,
-            )
-            local = False
         if self.lane is not None and not local:
             return workflow.start_activity(
                 self.name,

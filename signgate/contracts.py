@@ -136,9 +136,7 @@ class PollingPolicy(InputModel):
     ``local_reads``: the engine runs without a Dfns budget (org limit 0), so a read of the
     request runs as a local activity inside the workflow task that wants it (a webhook's
     signal reads and records in one task) instead of an activity task on the budgeted reads
-    queue, whose pace only the Temporal server can keep across workers. The starter sets it
-    from its settings; on workers that keep a budget it has no effect (``worker.py``'s
-    ``BudgetedReadsInterceptor``): the workers' budget always wins.
+    queue, whose pace only the Temporal server can keep across workers.
     """
 
     initial_interval: timedelta = Field(default=timedelta(seconds=5), ge=timedelta(seconds=1))

@@ -33,13 +33,6 @@ def dfns_task_queue(task_queue: str, lane: str) -> str:
     return f"{task_queue}-dfns-{lane}"
 
 
-DFNS_BUDGETED_EXTERN: Final = "signgate.dfns_budgeted"
-"""The extern function a budgeted engine's workers give their workflows (``worker.py``).
-
-Present means the workers keep a Dfns budget: no Dfns activity may then run as a local
-activity, whatever the workflow's input asks (``PollingPolicy.local_reads``)."""
-
-
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
 PAYOUT_BATCH_WORKFLOW: Final = "PayoutBatchWorkflow"
