@@ -62,6 +62,10 @@ virtual time pass (a 5xx storm's retries) can take longer than that."""
 
 async def skip_time(env: WorkflowEnvironment, duration: timedelta) -> None:
     """Let ``duration`` of virtual time pass on a time-skipping server (the one way to)."""
+    if not env.supports_time_skipping:
+        raise TypeError(
+            "skip_time needs a time-skipping server; on a dev server wait for a condition"
+        )
     request = SleepRequest()
     request.duration.FromTimedelta(duration)
     await env.client.test_service.unlock_time_skipping_with_sleep(request, timeout=SKIP_TIMEOUT)

@@ -282,6 +282,8 @@ async def test_continue_as_new_during_the_wait_keeps_the_request(
     ]
 
 
+# Five skips of hours through a retry storm: on a busy machine longer than the suite's 300 s.
+@pytest.mark.timeout(900)
 async def test_a_5xx_storm_longer_than_any_retry_policy_never_decides_an_outcome(
     engine: Engine, sandbox: EngineSandbox
 ) -> None:
