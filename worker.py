@@ -23,6 +23,7 @@ built into the activity objects; workflow inputs only ever name them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
+    PatchActivationInput,
     Worker,
 )
 
@@ -69,6 +71,7 @@ from workflows.signature import SignatureWorkflow
 __all__ = [
     "ENGINE_WORKFLOWS",
     "LogContextInterceptor",
+    "activate_patch",
     "build_dfns_client",
     "build_dfns_http",
     "build_runtime",
@@ -179,7 +182,9 @@ async def engine_workers(
     go to their lane's worker (rate-limited by ``rates``, activities a second), the rest to
     the workflows' own. The reads lane's are registered on the workflows' worker too, where
     an unbudgeted engine runs them as local activities (``PollingPolicy.local_reads``); no
-    activity task for them is ever sent to that queue. ``options`` are passed to every worker.
+    activity task for them is ever sent to that queue; and with ``rates`` set, the workflows'
+    worker refuses a starter's local reads (:func:`activate_patch`). ``options`` are passed
+    to every worker.
     """
     by_lane: dict[api.Lane | None, list[Callable[..., Any]]] = {}
     for implementation in activities:
@@ -193,6 +198,7 @@ async def engine_workers(
                 workflows=list(workflows),
                 activities=by_lane.pop(None, []) + by_lane.get("reads", []),
                 nexus_service_handlers=list(nexus_service_handlers),
+                patch_activation_callback=functools.partial(activate_patch, budgeted=bool(rates)),
                 **options,
             )
         )
@@ -209,6 +215,30 @@ async def engine_workers(
                 )
             )
         yield
+
+
+def activate_patch(input: PatchActivationInput, *, budgeted: bool) -> bool:
+    """Whether a workflow's first ``workflow.patched(id)`` turns the patch on (and records it).
+
+    :data:`signgate.ids.BUDGET_QUEUES_READS_PATCH` is on exactly when these workers keep a
+    Dfns budget: a starter whose budget is off asked for local reads, which would bypass the
+    rate-limited reads queue, so the workflow reads on the queue instead, and the mismatch is
+    logged once per run. Every other patch is a code change and turns on as usual.
+    """
+    if input.patch_id != ids.BUDGET_QUEUES_READS_PATCH:
+        return True
+    if budgeted:
+        _log.warning(
+            "worker.local_reads_refused",
+            workflow_id=input.workflow_info.workflow_id,
+            run_id=input.workflow_info.run_id,
+            reason=(
+                "the starter asked for local reads (its SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE"
+                " is 0) but these workers keep a Dfns budget: the reads run on the rate-limited"
+                " reads queue; give starters and workers the same budget settings"
+            ),
+        )
+    return budgeted
 
 
 class LogContextInterceptor(Interceptor):

@@ -136,7 +136,9 @@ class PollingPolicy(InputModel):
     ``local_reads``: the engine runs without a Dfns budget (org limit 0), so a read of the
     request runs as a local activity inside the workflow task that wants it (a webhook's
     signal reads and records in one task) instead of an activity task on the budgeted reads
-    queue, whose pace only the Temporal server can keep across workers.
+    queue, whose pace only the Temporal server can keep across workers. The starter sets it
+    from its settings; workers that keep a budget refuse it (``worker.activate_patch``,
+    recorded in history as the patch :data:`signgate.ids.BUDGET_QUEUES_READS_PATCH`).
     """
 
     initial_interval: timedelta = Field(default=timedelta(seconds=5), ge=timedelta(seconds=1))

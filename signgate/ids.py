@@ -33,6 +33,17 @@ def dfns_task_queue(task_queue: str, lane: str) -> str:
     return f"{task_queue}-dfns-{lane}"
 
 
+BUDGET_QUEUES_READS_PATCH: Final = "signgate-budget-queues-reads"
+"""The patch id with which a budgeted engine's workers refuse a starter's local reads.
+
+``PollingPolicy.local_reads`` is set by the starter from *its* settings. ``SignatureWorkflow``
+asks ``workflow.patched(BUDGET_QUEUES_READS_PATCH)`` before its first read when the input
+wants local reads; the workers' ``patch_activation_callback`` (``worker.py``) activates it
+only when they keep a Dfns budget, and the answer is recorded in history (a marker when
+active, none when not), so a replay on any worker makes the same choice. It is a recorded
+decision, not a code version: never deprecate or remove it."""
+
+
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"
 PAYOUT_WORKFLOW: Final = "PayoutWorkflow"
 PAYOUT_BATCH_WORKFLOW: Final = "PayoutBatchWorkflow"

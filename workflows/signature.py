@@ -406,7 +406,7 @@ class SignatureWorkflow:
                     request=self._request,
                     verify=st.verification is None,
                 ),
-                local=self._input.polling.local_reads,
+                local=self._local_reads(),
             )
         except ActivityError as err:
             if _error_type(err) == ids.ERR_RATE_LIMITED:
@@ -644,6 +644,18 @@ class SignatureWorkflow:
         finally:
             self._next_poll_at = None
         return True
+
+    def _local_reads(self) -> bool:
+        """Whether this run reads Dfns as local activities: the starter asks, the workers decide.
+
+        The input's ``local_reads`` comes from the starter's settings. Workers that keep a
+        Dfns budget activate :data:`signgate.ids.BUDGET_QUEUES_READS_PATCH` and so keep every
+        read on the rate-limited reads queue; the SDK memoises the answer for the run and
+        records it in history, so replay on a worker with other settings reads the same way.
+        """
+        return self._input.polling.local_reads and not workflow.patched(
+            ids.BUDGET_QUEUES_READS_PATCH
+        )
 
     async def _call(
         self, ref: api.ActivityRef[_In, _Out], arg: _In, *, local: bool = False

@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.downstream import SqliteLedger
+from signgate.activity_api import Lane
 from signgate.contracts import (
     ApprovalDecisionInfo,
     ApprovalEvent,
@@ -181,6 +182,12 @@ async def signed_by_webhook_local_read(
     handle, _ = await _decided(client, sb, tq, wid, target, polling)
     await handle.signal(SignatureWorkflow.status_event, await _signed_event(handle, sb, target))
     await handle.result()
+
+
+async def budget_queued_reads(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """The same input on workers that keep a budget: they refuse the local reads (a patch
+    marker records it) and the read runs on the reads queue."""
+    await signed_by_webhook_local_read(client, sb, tq, wid)
 
 
 async def signed_after_approval_event(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
@@ -353,6 +360,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signed-by-status-event": signed_by_status_event,
     "signed-by-webhook-status": signed_by_webhook_status,
     "signed-by-webhook-local-read": signed_by_webhook_local_read,
+    "budget-queued-reads": budget_queued_reads,
     "signed-after-approval-event": signed_after_approval_event,
     "approval-event-then-poll": approval_event_then_poll,
     "expired-by-deadline": expired_by_deadline,
@@ -366,6 +374,8 @@ SCENARIOS: dict[str, Scenario] = {
 }
 ON_DEV_SERVER: frozenset[str] = frozenset({"reconciled"})
 """Scenarios that need visibility queries, which the time-skipping server does not serve."""
+BUDGETED: frozenset[str] = frozenset({"budget-queued-reads"})
+"""Scenarios whose workers keep a Dfns budget (lane rates set)."""
 _ENV: list[WorkflowEnvironment] = []
 
 
@@ -407,7 +417,12 @@ async def record(name: str, scenario: Scenario, directory: Path) -> list[Path]:
                 callback_secrets={"default": SecretStr("recorder-callback-secret")},
                 ledgers={"default": SqliteLedger(directory / name / "ledger.sqlite")},
             )
-            async with engine_workers(env.client, task_queue=tq, activities=activities):
+            rates: dict[Lane, float] | None = (
+                {"reads": 50.0, "writes": 50.0} if name in BUDGETED else None
+            )
+            async with engine_workers(
+                env.client, task_queue=tq, activities=activities, rates=rates
+            ):
                 await scenario(env.client, sandbox, tq, wid)
                 workflow_ids = [reconciler_workflow_id(tq) if scenario is reconciled else wid]
                 if scenario is payout_confirmed:

@@ -2,7 +2,8 @@
 
 The files in ``histories/`` were recorded from real runs (``python -m tests.replay.record``),
 one per scenario of ``tests.replay.record.SCENARIOS``: signed after days of polling, signed
-after a status event, a status event read and verified within one workflow task, both
+after a status event, a status event read and verified within one workflow task, the same
+on workers whose budget refused the starter's local reads (a patch marker records it), both
 webhooks of an approval, a resolved approval whose status event never came, expired by
 deadline and by the approval timeout, cancelled, continued as new (every run), a signature
 that does not verify, a payout with its child, a batch that continued as new with one of
@@ -58,6 +59,7 @@ def test_the_representative_runs_are_all_there() -> None:
         "signed-by-status-event",
         "signed-by-webhook-status",
         "signed-by-webhook-local-read",
+        "budget-queued-reads",
         "signed-after-approval-event",
         "approval-event-then-poll",
         "expired-by-deadline",
