@@ -194,8 +194,13 @@ def conflict_without_duplicate(
 
 
 def is_decision_conflict(exc: DfnsAPIError) -> bool:
-    """Whether a refused approval decision may mean someone else decided first (400/409)."""
-    return exc.status in (400, 409)
+    """Whether a refused approval decision may mean the approval is no longer Pending.
+
+    Dfns does not document the status it gives a decision on a decided approval (API-NOTES
+    §9, item 11; the sandbox answers 409), so any 4xx may mean it, except 401 (the token,
+    which a read would meet too) and 429 (no answer yet, retried after ``Retry-After``).
+    """
+    return 400 <= exc.status < 500 and exc.status not in (401, 429)
 
 
 def callback_failed(

@@ -169,8 +169,9 @@ class SigningActivities:
         """Deny the engine's own pending approval; an approval already decided is reported.
 
         The decision goes first, with no read before it: three calls on the usual path, the
-        writes lane's cost. A refusal (400/409) may mean the approval is no longer pending,
-        so only then is it read (a fourth call) to tell "already decided" from a real error.
+        writes lane's cost. A refusal (a 4xx, :func:`is_decision_conflict`) may mean the
+        approval is no longer pending, so only then is it read (a fourth call) to tell
+        "already decided" from a real error, which keeps Dfns's answer to the decision.
         """
         body = ApprovalDecisionRequest(value="Denied", reason=input.reason)
         try:

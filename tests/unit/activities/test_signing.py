@@ -205,6 +205,9 @@ def _decided_by(status: str, user: str) -> dict[str, Any]:
         # An earlier attempt's decision committed and its answer was lost: still ours.
         (409, _decided_by("Denied", "us-1"), True, "Denied", 4),
         (400, _decided_by("Denied", "us-2"), False, "Denied", 4),
+        # Dfns does not document the status for a decided approval: any refusal is read.
+        (403, _decided_by("Approved", "us-2"), False, "Approved", 4),
+        (422, _decided_by("Expired", "us-2"), False, "Expired", 4),
     ],
 )
 async def test_deny_own_approval(
@@ -228,21 +231,36 @@ async def test_deny_own_approval(
     assert len(seen) == calls
 
 
-async def test_deny_refused_while_still_pending_is_retried() -> None:
+@pytest.mark.parametrize(
+    ("decision", "error_type", "retried"),
+    [
+        # A conflict on a Pending approval may clear (a racing decision): tried again.
+        (409, ids.ERR_CONFLICT, True),
+        # Dfns refused the denial itself: its answer stands, and the workflow records
+        # "denial failed" in the outcome instead of retrying for ever.
+        (400, ids.ERR_INVALID_REQUEST, False),
+        (403, ids.ERR_FORBIDDEN, False),
+    ],
+)
+async def test_deny_refused_while_still_pending_is_dfns_answer(
+    decision: int, error_type: str, retried: bool
+) -> None:
     """A refused decision on an approval that is still Pending is an error, not a result."""
 
     def handler(request: httpx.Request) -> httpx.Response | None:
         if request.method == "GET":
             return httpx.Response(200, json=_approval("Pending"))
-        return httpx.Response(409, json={"error": {"message": "conflict"}})
+        return httpx.Response(decision, json={"error": {"message": "refused"}})
 
-    dfns, _ = _client(handler)
+    dfns, seen = _client(handler)
     with pytest.raises(ApplicationError) as caught:
         await ActivityEnvironment().run(
             SigningActivities(dfns).deny_own_approval,
             DenyApprovalInput(approval_id="ap-1", reason="deadline"),
         )
-    assert not caught.value.non_retryable
+    assert caught.value.type == error_type
+    assert caught.value.non_retryable is not retried
+    assert len(seen) == 4
 
 
 def test_same_request_ignores_hex_case_and_extra_fields() -> None:
