@@ -48,6 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 ERROR_MAPPER = Path("activities/errors.py")
+SKIP_TIME_HOME = Path("tests/support/temporal.py")
+_PLAIN_SLEEPS = frozenset({"asyncio", "time", "workflow", "anyio", "trio"})
 ACTIVITY_API = Path("signgate/activity_api.py")
 CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
 """What the rules read: the shipped code, and the tests for the rule about them."""
@@ -279,10 +281,25 @@ def check_clock_at_import(path: Path, tree: ast.AST) -> Iterator[Breach]:
 
 
 def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
-    """``virtual-time`` for one test module."""
-    if path.parts[0] != "tests":
+    """``virtual-time`` for one test module.
+
+    Any ``X.sleep(...)`` but ``asyncio``'s, ``time``'s and ``workflow``'s is taken for a
+    test environment's, whatever the receiver is called (an alias of the environment, or
+    ``WorkflowEnvironment.sleep(env, ...)``), and the raw ``unlock_time_skipping_with_sleep``
+    RPC is ``skip_time``'s own.
+    """
+    if path.parts[0] != "tests" or path == SKIP_TIME_HOME:
         return
     for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "unlock_time_skipping_with_sleep":
+            yield Breach(
+                path,
+                node.lineno,
+                "virtual-time",
+                "unlock_time_skipping_with_sleep is called only by "
+                "tests.support.temporal.skip_time(env, duration), which sets its RPC timeout",
+            )
+            continue
         if not (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
@@ -290,13 +307,13 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
         ):
             continue
         receiver = ast.unparse(node.func.value)
-        if receiver.endswith("env") or "_ENV" in receiver:
+        if receiver not in _PLAIN_SLEEPS:
             yield Breach(
                 path,
                 node.lineno,
                 "virtual-time",
-                f"{receiver}.sleep() has the client's 30 s RPC timeout; use "
-                "tests.support.temporal.skip_time(env, duration)",
+                f"{receiver}.sleep() is a test environment's, with the client's 30 s RPC "
+                "timeout; use tests.support.temporal.skip_time(env, duration)",
             )
 
 
