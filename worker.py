@@ -223,7 +223,9 @@ def activate_patch(input: PatchActivationInput, *, budgeted: bool) -> bool:
     :data:`signgate.ids.BUDGET_QUEUES_READS_PATCH` is on exactly when these workers keep a
     Dfns budget: a starter whose budget is off asked for local reads, which would bypass the
     rate-limited reads queue, so the workflow reads on the queue instead, and the mismatch is
-    logged once per run. Every other patch is a code change and turns on as usual.
+    logged once per run. The choice is made at a run's first poll and kept for the run (it is
+    in its history): a run that first polled on an unbudgeted worker keeps local reads until
+    it continues as new. Every other patch is a code change and turns on as usual.
     """
     if input.patch_id != ids.BUDGET_QUEUES_READS_PATCH:
         return True
@@ -233,9 +235,10 @@ def activate_patch(input: PatchActivationInput, *, budgeted: bool) -> bool:
             workflow_id=input.workflow_info.workflow_id,
             run_id=input.workflow_info.run_id,
             reason=(
-                "the starter asked for local reads (its SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE"
-                " is 0) but these workers keep a Dfns budget: the reads run on the rate-limited"
-                " reads queue; give starters and workers the same budget settings"
+                "the workflow's input asks for local reads (from a starter whose"
+                " SIGNGATE_DFNS_ORG_RATE_LIMIT_PER_MINUTE is 0?) but these workers keep a Dfns"
+                " budget: the reads run on the rate-limited reads queue; give starters and"
+                " workers the same budget settings"
             ),
         )
     return budgeted

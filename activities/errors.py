@@ -198,9 +198,10 @@ def is_decision_conflict(exc: DfnsAPIError) -> bool:
 
     Dfns does not document the status it gives a decision on a decided approval (API-NOTES
     §9, item 11; the sandbox answers 409), so any 4xx may mean it, except 401 (the token,
-    which a read would meet too) and 429 (no answer yet, retried after ``Retry-After``).
+    which a read would meet too), 404 (no such approval, which a read would meet too), 408
+    (Dfns unavailable, retried) and 429 (no answer yet, retried after ``Retry-After``).
     """
-    return 400 <= exc.status < 500 and exc.status not in (401, 429)
+    return 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 429)
 
 
 def callback_failed(

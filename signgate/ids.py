@@ -37,11 +37,15 @@ BUDGET_QUEUES_READS_PATCH: Final = "signgate-budget-queues-reads"
 """The patch id with which a budgeted engine's workers refuse a starter's local reads.
 
 ``PollingPolicy.local_reads`` is set by the starter from *its* settings. ``SignatureWorkflow``
-asks ``workflow.patched(BUDGET_QUEUES_READS_PATCH)`` before its first read when the input
-wants local reads; the workers' ``patch_activation_callback`` (``worker.py``) activates it
-only when they keep a Dfns budget, and the answer is recorded in history (a marker when
-active, none when not), so a replay on any worker makes the same choice. It is a recorded
-decision, not a code version: never deprecate or remove it."""
+asks ``workflow.patched(BUDGET_QUEUES_READS_PATCH)`` before its first poll when the input
+wants local reads (its other Dfns reads always use the queue); the workers'
+``patch_activation_callback`` (``worker.py``) activates it only when they keep a Dfns budget,
+and the answer is recorded in history (a marker when active, none when not), so a replay on
+any worker makes the same choice. The choice holds for the run: a run whose first poll was on
+an unbudgeted worker keeps its local reads until it continues as new. A worker built without
+``engine_workers`` has no callback, so the patch is on and its reads are queued (which needs
+a reads-lane worker). It is a recorded decision, not a code version: never deprecate or
+remove it."""
 
 
 SIGNATURE_WORKFLOW: Final = "SignatureWorkflow"

@@ -49,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 ERROR_MAPPER = Path("activities/errors.py")
 SKIP_TIME_HOME = Path("tests/support/temporal.py")
+_SKIP_RPCS = frozenset({"unlock_time_skipping_with_sleep", "sleep_until"})
 _PLAIN_SLEEPS = frozenset({"asyncio", "time", "workflow", "anyio", "trio"})
 ACTIVITY_API = Path("signgate/activity_api.py")
 CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
@@ -283,20 +284,21 @@ def check_clock_at_import(path: Path, tree: ast.AST) -> Iterator[Breach]:
 def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
     """``virtual-time`` for one test module.
 
-    Any ``X.sleep(...)`` but ``asyncio``'s, ``time``'s and ``workflow``'s is taken for a
-    test environment's, whatever the receiver is called (an alias of the environment, or
-    ``WorkflowEnvironment.sleep(env, ...)``), and the raw ``unlock_time_skipping_with_sleep``
-    RPC is ``skip_time``'s own.
+    Any ``X.sleep(...)`` but ``asyncio``'s, ``time``'s, ``workflow``'s, ``anyio``'s and
+    ``trio``'s is taken for a test environment's, whatever the receiver is called (an alias
+    of the environment, or ``WorkflowEnvironment.sleep(env, ...)``), and the raw test-service
+    RPCs ``unlock_time_skipping_with_sleep`` and ``sleep_until`` are ``skip_time``'s module's
+    own. A sleep taken by reference (``s = env.sleep``) is not seen.
     """
     if path.parts[0] != "tests" or path == SKIP_TIME_HOME:
         return
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr == "unlock_time_skipping_with_sleep":
+        if isinstance(node, ast.Attribute) and node.attr in _SKIP_RPCS:
             yield Breach(
                 path,
                 node.lineno,
                 "virtual-time",
-                "unlock_time_skipping_with_sleep is called only by "
+                f"{node.attr} is called only by "
                 "tests.support.temporal.skip_time(env, duration), which sets its RPC timeout",
             )
             continue

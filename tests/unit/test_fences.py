@@ -212,11 +212,12 @@ def test_virtual_time_passes_only_through_skip_time() -> None:
             await server.sleep(60)
             await WorkflowEnvironment.sleep(ts_env, 60)
             await ts_env.client.test_service.unlock_time_skipping_with_sleep(request)
+            await ts_env.client.test_service.sleep_until(request)
             await skip_time(ts_env, timedelta(hours=1))
             await asyncio.sleep(0)
             await workflow.sleep(1)
     """
-    assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 5
+    assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 6
     assert _breaches("tests/support/temporal.py", source) == []
     assert _breaches("signgate/demo.py", source) == []
 

@@ -231,6 +231,25 @@ async def test_deny_own_approval(
     assert len(seen) == calls
 
 
+@pytest.mark.parametrize("decision", [401, 404, 408, 429])
+async def test_deny_refusals_that_cannot_mean_decided_are_not_followed_by_a_read(
+    decision: int,
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        assert request.method != "GET", f"a {decision} must not cost a read of the approval"
+        return httpx.Response(
+            decision, json={"error": {"message": "no"}}, headers={"Retry-After": "1"}
+        )
+
+    dfns, seen = _client(handler)
+    with pytest.raises(ApplicationError):
+        await ActivityEnvironment().run(
+            SigningActivities(dfns).deny_own_approval,
+            DenyApprovalInput(approval_id="ap-1", reason="deadline"),
+        )
+    assert len(seen) == 3
+
+
 @pytest.mark.parametrize(
     ("decision", "error_type", "retried"),
     [
