@@ -29,6 +29,13 @@ Rules:
     ``tests.support.temporal.skip_time``, never ``WorkflowEnvironment.sleep``: that call sets
     no RPC timeout, so the client's 30 s default fails a test when a busy machine takes
     longer to run what hours of virtual time hold.
+``recorded-patches-only`` (shipped code)
+    signgate is unreleased: a workflow change replaces the old code and re-records the replay
+    histories, so ``workflow.patched`` and ``workflow.deprecate_patch`` are called only with
+    a patch id that records a worker's decision (``RECORDED_DECISIONS``), never to keep an
+    old code path beside a new one. From the first release on, set ``RELEASED = True``: any
+    ``ids.<NAME>_PATCH`` constant is then allowed (ARCHITECTURE's versioning discipline). A
+    literal id is never allowed, so every branch is found from ``signgate/ids.py``.
 ``one-retry-rule``
     ``RetryPolicy`` is built, and activities are started, only in
     ``signgate/activity_api.py``: the retry rule ("a retryable error never decides an
@@ -52,6 +59,12 @@ SKIP_TIME_HOME = Path("tests/support/temporal.py")
 _SKIP_RPCS = frozenset({"unlock_time_skipping_with_sleep", "sleep_until"})
 _PLAIN_SLEEPS = frozenset({"asyncio", "time", "workflow", "anyio", "trio"})
 ACTIVITY_API = Path("signgate/activity_api.py")
+RELEASED = False
+"""Whether signgate has had its first release (see ``recorded-patches-only``)."""
+RECORDED_DECISIONS = frozenset({"ids.BUDGET_QUEUES_READS_PATCH"})
+"""Patch ids that record a worker's decision rather than a code version: never deprecated."""
+_PATCH_CALLS = frozenset({"patched", "deprecate_patch"})
+_PATCH_CONSTANT = re.compile(r"^ids\.[A-Z][A-Z0-9_]*_PATCH$")
 CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
 """What the rules read: the shipped code, and the tests for the rule about them."""
 
@@ -288,7 +301,7 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
     ``trio``'s is taken for a test environment's, whatever the receiver is called (an alias
     of the environment, or ``WorkflowEnvironment.sleep(env, ...)``), and the raw test-service
     RPCs ``unlock_time_skipping_with_sleep`` and ``sleep_until`` are ``skip_time``'s module's
-    own. A sleep taken by reference (``s = env.sleep``) is not seen.
+    own. A reference counts as a call (``s = env.sleep``, ``getattr(env, "sleep")``).
     """
     if path.parts[0] != "tests" or path == SKIP_TIME_HOME:
         return
@@ -302,21 +315,50 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
                 "tests.support.temporal.skip_time(env, duration), which sets its RPC timeout",
             )
             continue
-        if not (
+        if isinstance(node, ast.Attribute) and node.attr == "sleep":
+            receiver = ast.unparse(node.value)
+        elif (
             isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "sleep"
+            and _called_name(node) == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value == "sleep"
         ):
+            receiver = ast.unparse(node.args[0])
+        else:
             continue
-        receiver = ast.unparse(node.func.value)
         if receiver not in _PLAIN_SLEEPS:
             yield Breach(
                 path,
                 node.lineno,
                 "virtual-time",
-                f"{receiver}.sleep() is a test environment's, with the client's 30 s RPC "
+                f"{receiver}.sleep is a test environment's, with the client's 30 s RPC "
                 "timeout; use tests.support.temporal.skip_time(env, duration)",
             )
+
+
+def check_patches(path: Path, tree: ast.AST) -> Iterator[Breach]:
+    """``recorded-patches-only`` for one shipped module."""
+    if path.parts[0] == "tests":
+        return
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or _called_name(node) not in _PATCH_CALLS:
+            continue
+        args = [*node.args, *(k.value for k in node.keywords if k.arg == "id")]
+        patch_id = ast.unparse(args[0]) if args else ""
+        if patch_id in RECORDED_DECISIONS:
+            continue
+        if RELEASED and _PATCH_CONSTANT.fullmatch(patch_id):
+            continue
+        if RELEASED:
+            why = "a patch id is an ids.<NAME>_PATCH constant, so every branch is found there"
+        else:
+            why = (
+                "signgate is unreleased: change the workflow in place and re-record the replay "
+                "histories (python -m tests.replay.record); only "
+                f"{', '.join(sorted(RECORDED_DECISIONS))} may be asked"
+            )
+        yield Breach(path, node.lineno, "recorded-patches-only", f"{patch_id or '?'}: {why}")
 
 
 RULES = (
@@ -326,6 +368,7 @@ RULES = (
     check_caller_imports,
     check_clock_at_import,
     check_virtual_time,
+    check_patches,
 )
 
 

@@ -213,13 +213,38 @@ def test_virtual_time_passes_only_through_skip_time() -> None:
             await WorkflowEnvironment.sleep(ts_env, 60)
             await ts_env.client.test_service.unlock_time_skipping_with_sleep(request)
             await ts_env.client.test_service.sleep_until(request)
+            nap = ts_env.sleep
+            await getattr(engine.env, "sleep")(60)
             await skip_time(ts_env, timedelta(hours=1))
             await asyncio.sleep(0)
             await workflow.sleep(1)
+            pause = asyncio.sleep
     """
-    assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 6
+    assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 8
     assert _breaches("tests/support/temporal.py", source) == []
     assert _breaches("signgate/demo.py", source) == []
+
+
+def test_a_workflow_patch_before_release_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = """
+        from temporalio import workflow
+        from temporalio.workflow import deprecate_patch, patched
+
+        def run(self):
+            if workflow.patched(ids.BUDGET_QUEUES_READS_PATCH):
+                pass
+            if workflow.patched("signgate-new-timer"):
+                pass
+            if patched(ids.NEW_TIMER_PATCH):
+                pass
+            deprecate_patch(id=ids.OLD_PATCH)
+            workflow.patched(ids.NOT_A_PATCH_NAME)
+    """
+    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 4
+    assert _breaches("tests/replay/changed_workflow.py", source) == []
+    monkeypatch.setattr(fences, "RELEASED", True)
+    # Released: versioning patches are allowed, named in ids.py; a literal id still is not.
+    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 2
 
 
 def test_the_shipped_code_holds_every_fence() -> None:

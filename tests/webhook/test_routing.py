@@ -88,14 +88,14 @@ class Clock:
     def monotonic(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
+    async def advance(self, seconds: float) -> None:
         self.now += seconds
         await asyncio.sleep(0)
 
 
 def router_for(temporal: FakeTemporal, **kwargs: Any) -> TemporalRouter:
     clock = Clock()
-    kwargs.setdefault("sleep", clock.sleep)
+    kwargs.setdefault("sleep", clock.advance)
     kwargs.setdefault("monotonic", clock.monotonic)
     return TemporalRouter(cast(Client, temporal), **kwargs)
 
