@@ -47,14 +47,37 @@ def listening(port: int) -> bool:
         return False
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``check`` until it holds; raise naming ``what`` after ``timeout`` seconds."""
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    timeout: float = 60,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll ``check`` until it holds; raise naming ``what`` after ``timeout`` seconds.
+
+    With ``proc``, a process that exits first fails at once; with ``log``, the error ends
+    with the last lines that process wrote.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
+        if proc is not None and proc.poll() is not None:
+            code = proc.returncode
+            raise RuntimeError(f"{what} exited with {code} before it was ready{_tail(log)}")
         time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
+    raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}{_tail(log)}")
+
+
+def _tail(log: Path | None, lines: int = 20) -> str:
+    if log is None:
+        return ""
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError as exc:
+        return f" (its log {log} cannot be read: {exc})"
+    return f"; the end of {log}:\n" + "\n".join(text) if text else f" ({log} is empty)"
 
 
 def cpu_seconds(pid: int | None = None) -> float:

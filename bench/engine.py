@@ -112,7 +112,12 @@ async def engine_servers(workdir: Path) -> AsyncIterator[tuple[Client, Org, dict
         _common.process(dev_args, workdir / "temporal.log") as dev,
         _common.process(sandbox_args, workdir / "sandbox.log") as sandbox,
     ):
-        _common.wait_for(lambda: _common.listening(temporal_port), "the Temporal dev server")
+        _common.wait_for(
+            lambda: _common.listening(temporal_port),
+            "the Temporal dev server",
+            proc=dev,
+            log=workdir / "temporal.log",
+        )
         credentials_path = workdir / "sandbox-credentials.json"
         _common.wait_for(
             lambda: (
@@ -120,6 +125,8 @@ async def engine_servers(workdir: Path) -> AsyncIterator[tuple[Client, Org, dict
                 and "baseUrl" in json.loads(credentials_path.read_text() or "{}")
             ),
             "the sandbox",
+            proc=sandbox,
+            log=workdir / "sandbox.log",
         )
         org = Org(f"http://127.0.0.1:{sandbox_port}", json.loads(credentials_path.read_text()))
         client = await Client.connect(

@@ -825,11 +825,18 @@ async def bench(args: argparse.Namespace, workdir: Path) -> None:
         _common.process(dev_args, workdir / "temporal.log") as dev,
         _common.process(sandbox_args, workdir / "sandbox.log") as sandbox,
     ):
-        _common.wait_for(lambda: _common.listening(temporal_port), "the Temporal dev server")
+        _common.wait_for(
+            lambda: _common.listening(temporal_port),
+            "the Temporal dev server",
+            proc=dev,
+            log=workdir / "temporal.log",
+        )
         credentials = workdir / "sandbox-credentials.json"
         _common.wait_for(
             lambda: credentials.exists() and "baseUrl" in json.loads(credentials.read_text()),
             "the sandbox",
+            proc=sandbox,
+            log=workdir / "sandbox.log",
         )
         org = Org(f"http://127.0.0.1:{sandbox_port}", json.loads(credentials.read_text()))
         client = await Client.connect(
@@ -940,7 +947,12 @@ async def _webhooks_on(
         receiver_args = [sys.executable, "-m", "signgate.webhook", "--port", str(receiver_port)]
         try:
             with _common.process(receiver_args, workdir / "receiver.log", env) as receiver:
-                _common.wait_for(lambda: _common.listening(receiver_port), "the webhook receiver")
+                _common.wait_for(
+                    lambda: _common.listening(receiver_port),
+                    "the webhook receiver",
+                    proc=receiver,
+                    log=workdir / "receiver.log",
+                )
                 result = await _round(
                     "on",
                     args,
