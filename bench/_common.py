@@ -61,11 +61,12 @@ def wait_for(
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():
-            return
+        # The process first: if it died, whatever answers on its port is not it.
         if proc is not None and proc.poll() is not None:
             code = proc.returncode
             raise RuntimeError(f"{what} exited with {code} before it was ready{_tail(log)}")
+        if check():
+            return
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}{_tail(log)}")
 
@@ -77,7 +78,9 @@ def _tail(log: Path | None, lines: int = 20) -> str:
         text = log.read_text(errors="replace").splitlines()[-lines:]
     except OSError as exc:
         return f" (its log {log} cannot be read: {exc})"
-    return f"; the end of {log}:\n" + "\n".join(text) if text else f" ({log} is empty)"
+    if not text:
+        return f" ({log} is empty)"
+    return f"; the end of {log}:\n" + "\n".join(text)
 
 
 def cpu_seconds(pid: int | None = None) -> float:

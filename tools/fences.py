@@ -31,11 +31,12 @@ Rules:
     longer to run what hours of virtual time hold.
 ``recorded-patches-only`` (shipped code)
     signgate is unreleased: a workflow change replaces the old code and re-records the replay
-    histories, so ``workflow.patched`` and ``workflow.deprecate_patch`` are called only with
-    a patch id that records a worker's decision (``RECORDED_DECISIONS``), never to keep an
-    old code path beside a new one. From the first release on, set ``RELEASED = True``: any
-    ``ids.<NAME>_PATCH`` constant is then allowed (ARCHITECTURE's versioning discipline). A
-    literal id is never allowed, so every branch is found from ``signgate/ids.py``.
+    histories, so ``workflow.patched`` is asked only for a patch id that records a worker's
+    decision (``RECORDED_DECISIONS``), never to keep an old code path beside a new one, and
+    ``workflow.deprecate_patch`` never for one of those. From the first release on, set
+    ``RELEASED = True``: any ``ids.<NAME>_PATCH`` constant is then allowed (ARCHITECTURE's
+    versioning discipline), a literal id never. The patch functions are called directly, so
+    each call's id can be read (not that the constant exists: mypy checks that).
 ``one-retry-rule``
     ``RetryPolicy`` is built, and activities are started, only in
     ``signgate/activity_api.py``: the retry rule ("a retryable error never decides an
@@ -64,7 +65,7 @@ RELEASED = False
 RECORDED_DECISIONS = frozenset({"ids.BUDGET_QUEUES_READS_PATCH"})
 """Patch ids that record a worker's decision rather than a code version: never deprecated."""
 _PATCH_CALLS = frozenset({"patched", "deprecate_patch"})
-_PATCH_CONSTANT = re.compile(r"^ids\.[A-Z][A-Z0-9_]*_PATCH$")
+_PATCH_CONSTANT = re.compile(r"ids\.[A-Z][A-Z0-9_]*_PATCH")
 CHECKED = ("activities", "workflows", "signgate", "worker.py", "tests")
 """What the rules read: the shipped code, and the tests for the rule about them."""
 
@@ -301,7 +302,9 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
     ``trio``'s is taken for a test environment's, whatever the receiver is called (an alias
     of the environment, or ``WorkflowEnvironment.sleep(env, ...)``), and the raw test-service
     RPCs ``unlock_time_skipping_with_sleep`` and ``sleep_until`` are ``skip_time``'s module's
-    own. A reference counts as a call (``s = env.sleep``, ``getattr(env, "sleep")``).
+    own. A reference counts as a call (``s = env.sleep``, ``getattr(env, "sleep")``);
+    ``getattr`` with a computed name is not seen, and ``import asyncio as aio`` would need
+    ``aio.sleep`` allowed (no test imports it so).
     """
     if path.parts[0] != "tests" or path == SKIP_TIME_HOME:
         return
@@ -316,6 +319,8 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
             )
             continue
         if isinstance(node, ast.Attribute) and node.attr == "sleep":
+            if isinstance(node.ctx, ast.Store | ast.Del):
+                continue  # a fake's own attribute being set, not a sleep being taken
             receiver = ast.unparse(node.value)
         elif (
             isinstance(node, ast.Call)
@@ -338,27 +343,64 @@ def check_virtual_time(path: Path, tree: ast.AST) -> Iterator[Breach]:
 
 
 def check_patches(path: Path, tree: ast.AST) -> Iterator[Breach]:
-    """``recorded-patches-only`` for one shipped module."""
+    """``recorded-patches-only`` for one shipped module.
+
+    Only a direct call can be judged by its id: a patch function taken by reference
+    (``f = workflow.patched``, ``functools.partial(...)``, ``getattr(workflow, "patched")``,
+    an import under another name) is a breach of its own.
+    """
     if path.parts[0] == "tests":
         return
+    called: set[int] = set()
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or _called_name(node) not in _PATCH_CALLS:
+        if isinstance(node, ast.Call) and _called_name(node) in _PATCH_CALLS:
+            called.add(id(node.func))
+            yield from _patch_call_breaches(path, node)
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.expr | ast.stmt):
             continue
-        args = [*node.args, *(k.value for k in node.keywords if k.arg == "id")]
-        patch_id = ast.unparse(args[0]) if args else ""
-        if patch_id in RECORDED_DECISIONS:
-            continue
-        if RELEASED and _PATCH_CONSTANT.fullmatch(patch_id):
-            continue
-        if RELEASED:
-            why = "a patch id is an ids.<NAME>_PATCH constant, so every branch is found there"
-        else:
-            why = (
-                "signgate is unreleased: change the workflow in place and re-record the replay "
-                "histories (python -m tests.replay.record); only "
-                f"{', '.join(sorted(RECORDED_DECISIONS))} may be asked"
+        name = None
+        if isinstance(node, ast.Attribute | ast.Name) and id(node) not in called:
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+        elif isinstance(node, ast.ImportFrom):
+            renamed = [a.name for a in node.names if a.asname and a.asname != a.name]
+            name = next((n for n in renamed if n in _PATCH_CALLS), None)
+        elif (
+            isinstance(node, ast.Call)
+            and _called_name(node) == "getattr"
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+        ):
+            name = node.args[1].value if isinstance(node.args[1].value, str) else None
+        if name in _PATCH_CALLS:
+            yield Breach(
+                path,
+                node.lineno,
+                "recorded-patches-only",
+                f"{name} is called directly, as workflow.{name}(ids.<NAME>_PATCH), so the "
+                "fence can read its id",
             )
-        yield Breach(path, node.lineno, "recorded-patches-only", f"{patch_id or '?'}: {why}")
+
+
+def _patch_call_breaches(path: Path, node: ast.Call) -> Iterator[Breach]:
+    function = _called_name(node)
+    args = [*node.args, *(k.value for k in node.keywords if k.arg == "id")]
+    patch_id = ast.unparse(args[0]) if args else ""
+    if patch_id in RECORDED_DECISIONS:
+        if function == "patched":
+            return
+        why = "it records a worker's decision, not a code version: it is never deprecated"
+    elif RELEASED and _PATCH_CONSTANT.fullmatch(patch_id):
+        return
+    elif RELEASED:
+        why = "a patch id is an ids.<NAME>_PATCH constant of signgate/ids.py, never a literal"
+    else:
+        why = (
+            "signgate is unreleased: change the workflow in place and re-record the replay "
+            "histories (python -m tests.replay.record); workflow.patched is asked only for "
+            f"{', '.join(sorted(RECORDED_DECISIONS))}"
+        )
+    yield Breach(path, node.lineno, "recorded-patches-only", f"{patch_id or '?'}: {why}")
 
 
 RULES = (

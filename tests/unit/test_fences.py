@@ -219,6 +219,7 @@ def test_virtual_time_passes_only_through_skip_time() -> None:
             await asyncio.sleep(0)
             await workflow.sleep(1)
             pause = asyncio.sleep
+            fake.sleep = pause
     """
     assert _breaches("tests/workflows/test_x.py", source) == ["virtual-time"] * 8
     assert _breaches("tests/support/temporal.py", source) == []
@@ -239,12 +240,27 @@ def test_a_workflow_patch_before_release_is_caught(monkeypatch: pytest.MonkeyPat
                 pass
             deprecate_patch(id=ids.OLD_PATCH)
             workflow.patched(ids.NOT_A_PATCH_NAME)
+            workflow.deprecate_patch(ids.BUDGET_QUEUES_READS_PATCH)
     """
-    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 4
+    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 5
     assert _breaches("tests/replay/changed_workflow.py", source) == []
     monkeypatch.setattr(fences, "RELEASED", True)
-    # Released: versioning patches are allowed, named in ids.py; a literal id still is not.
-    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 2
+    # Released: versioning patches are allowed as ids constants; a literal id still is not,
+    # and the recorded decision is never deprecated.
+    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 3
+
+
+def test_a_patch_function_taken_by_reference_is_caught() -> None:
+    source = """
+        import functools
+        from temporalio import workflow
+        from temporalio.workflow import patched as is_patched
+
+        ask = workflow.patched
+        later = functools.partial(workflow.deprecate_patch, "signgate-old")
+        looked_up = getattr(workflow, "patched")
+    """
+    assert _breaches("workflows/signature.py", source) == ["recorded-patches-only"] * 4
 
 
 def test_the_shipped_code_holds_every_fence() -> None:
