@@ -14,22 +14,19 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from activities.downstream import SqliteLedger
 from signgate import ids
 from signgate.activity_api import Lane
 from signgate.contracts import PollingPolicy, SignatureWorkflowInput
 from signgate.dfns.requests import HashRequest
+from tests.support.engine_worker import run_engine_worker
 from tests.support.eventually import eventually
 from tests.support.sandbox import EngineSandbox
-from worker import engine_activities, engine_workers
 from workflows.signature import SignatureWorkflow
 
 
@@ -50,40 +47,30 @@ async def test_local_reads_from_the_starter_run_on_the_reads_queue_of_a_budgeted
     tmp_path: Path,
     budgeted: bool,
 ) -> None:
-    hooks = {"request": [sandbox.clock_sync_hook()]}
-    async with (
-        httpx.AsyncClient(base_url=sandbox.base_url, timeout=10, event_hooks=hooks) as http,
-        httpx.AsyncClient(timeout=5) as callbacks,
+    rates: dict[Lane, float] | None = {"reads": 50.0, "writes": 50.0} if budgeted else None
+    async with run_engine_worker(
+        ts_env.client,
+        sandbox,
+        task_queue,
+        tmp_path,
+        rates=rates,
+        request_hooks=[sandbox.clock_sync_hook()],
     ):
-        activities = engine_activities(
-            sandbox.dfns_client("engine", http),
-            callbacks,
-            callback_secrets={"default": SecretStr("s3cret-callback-key")},
-            ledgers={"default": SqliteLedger(tmp_path / "ledger.sqlite")},
+        inp = SignatureWorkflowInput(
+            target=sandbox.target("key", "evm-gated"),
+            request=HashRequest(hash="7a" * 32),
+            polling=PollingPolicy(initial_interval=timedelta(seconds=30), local_reads=True),
         )
-        rates: dict[Lane, float] | None = {"reads": 50.0, "writes": 50.0} if budgeted else None
-        async with engine_workers(
-            ts_env.client,
-            task_queue=task_queue,
-            workflows=[SignatureWorkflow],
-            activities=activities,
-            rates=rates,
-        ):
-            inp = SignatureWorkflowInput(
-                target=sandbox.target("key", "evm-gated"),
-                request=HashRequest(hash="7a" * 32),
-                polling=PollingPolicy(initial_interval=timedelta(seconds=30), local_reads=True),
-            )
-            handle = await ts_env.client.start_workflow(
-                SignatureWorkflow.run, inp, id=f"sig-{task_queue}", task_queue=task_queue
-            )
+        handle = await ts_env.client.start_workflow(
+            SignatureWorkflow.run, inp, id=f"sig-{task_queue}", task_queue=task_queue
+        )
 
-            async def approval() -> str | None:
-                return (await handle.query(SignatureWorkflow.state)).approval_id
+        async def approval() -> str | None:
+            return (await handle.query(SignatureWorkflow.state)).approval_id
 
-            approval_id = await eventually(approval, what="the request's approval")
-            await sandbox.decide(approval_id, "alice", "bob")
-            outcome = await handle.result()
+        approval_id = await eventually(approval, what="the request's approval")
+        await sandbox.decide(approval_id, "alice", "bob")
+        outcome = await handle.result()
 
     assert outcome.kind == "signed"
     events = [event async for event in handle.fetch_history_events()]
