@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from signgate import ports
 from signgate.dfns.auth import CredentialSigner
 from signgate.dfns.client import DfnsClient
 from signgate.ids import SEARCH_ATTRIBUTES
@@ -31,11 +32,9 @@ def stop_on_sigterm() -> None:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now (outside the ephemeral
+    range: :func:`signgate.ports.free_port`)."""
+    return ports.free_port("127.0.0.1")
 
 
 def listening(port: int) -> bool:

