@@ -161,9 +161,15 @@ def test_a_killed_worker_is_restarted_and_in_flight_requests_complete(tmp_path: 
         return pid if pid != killed and pid_alive(pid) else None
 
     new_pid = eventually_sync(restarted, what="a new worker in dev.json", within=180)
-    output = stack.output()
+
+    # dev.json is written after the ready line is printed, but this test's reader thread may
+    # not have taken that line from the pipe yet: wait for it rather than read once.
+    def ready_line_read() -> str | None:
+        output = stack.output()
+        return output if "  restarting worker    ready in" in output else None
+
+    output = eventually_sync(ready_line_read, what="the restart's ready line")
     assert "signgate dev: worker exited unexpectedly (code -9); restarting it in 1s" in output
-    assert "  restarting worker    ready in" in output
     assert stack.process is not None and stack.process.poll() is None
 
     # Queries reach the workflow again once the new worker has taken over its task queue.
