@@ -30,20 +30,14 @@ typecheck: $(STAMP)
 
 # Tiers: `unit` needs no Temporal dev server (time-skipping server, in-process sandbox);
 # `e2e` runs dev servers, worker processes and the browser. `test` is lint, types and both.
-# pytest-xdist runs TEST_WORKERS processes, a whole file to each (module fixtures, such as a
-# module's sandbox, are made once): most of the suite waits on servers, not on the CPU.
-# TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
-
 unit: $(STAMP)
-	$(PYTEST) -m "not e2e"
+	$(BIN)/pytest -m "not e2e"
 
 e2e: $(STAMP)
-	$(PYTEST) -m e2e
+	$(BIN)/pytest -m e2e
 
 pytest: $(STAMP)
-	$(PYTEST)
+	$(BIN)/pytest
 
 test: lint typecheck pytest
 
