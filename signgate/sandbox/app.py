@@ -40,7 +40,7 @@ from signgate.sandbox.faults import Faults, FaultService, apply_clock_change, cl
 from signgate.sandbox.identity import Caller, IdentityService, write_credentials_file
 from signgate.sandbox.keys import KeyService
 from signgate.sandbox.policies import Actor, PolicyService
-from signgate.sandbox.ratelimit import DEFAULT_LIMIT, TRIAL_LIMIT, RateLimiter
+from signgate.sandbox.ratelimit import DEFAULT_LIMIT, TRIAL_LIMIT, WINDOW_SECONDS, RateLimiter
 from signgate.sandbox.signing import SigningService
 from signgate.sandbox.validation import validate
 from signgate.sandbox.webhooks import WebhookFaults, WebhookService
@@ -422,10 +422,16 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
         caller = sb.auth.authenticate(request.headers.get("authorization"))
         wait = sb.rate_limit.admit(route_name, caller.name)
         if wait is not None:
+            limiter = sb.rate_limit
+            counted = (
+                ""
+                if limiter.window_seconds == WINDOW_SECONDS
+                else f" ({limiter.limit_per_window} in any {limiter.window_seconds:g} s)"
+            )
             raise SandboxError(
                 429,
-                f"Too many requests: the organisation may make {sb.rate_limit.limit_per_minute} "
-                "requests per minute",
+                f"Too many requests: the organisation may make {limiter.limit_per_minute} "
+                f"requests per minute{counted}",
                 headers={"Retry-After": str(int(wait))},
             )
         nonce = request.headers.get("x-dfns-nonce")
@@ -704,14 +710,26 @@ def create_app(settings: SandboxSettings, *, sandbox: Sandbox | None = None) -> 
     @app.put("/_local/rate-limit")
     async def put_rate_limit(request: Request) -> Any:
         body = _parse_json(await request.body())
-        if not isinstance(body, dict) or set(body) != {"limitPerMinute"}:
+        if (
+            not isinstance(body, dict)
+            or "limitPerMinute" not in body
+            or not set(body) <= {"limitPerMinute", "windowSeconds"}
+        ):
             raise SandboxError(
-                400, 'body: expected {"limitPerMinute": N} (a whole number, 0 turns it off)'
+                400,
+                'body: expected {"limitPerMinute": N} (a whole number, 0 turns it off),'
+                ' optionally with "windowSeconds": W (1 to 60, default 60)',
             )
         value = body["limitPerMinute"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SandboxError(400, "body.limitPerMinute: must be a whole number >= 0 (0 = off)")
-        sb.rate_limit.set_limit(value)
+        window = body.get("windowSeconds", WINDOW_SECONDS)
+        if isinstance(window, bool) or not isinstance(window, int | float):
+            raise SandboxError(400, "body.windowSeconds: must be a number of seconds, 1 to 60")
+        try:
+            sb.rate_limit.set_limit(value, float(window))
+        except ValueError as exc:
+            raise SandboxError(400, f"body.{exc}") from exc
         return sb.rate_limit.report()
 
     @app.post("/_local/reset")

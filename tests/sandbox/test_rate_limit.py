@@ -74,15 +74,53 @@ def test_local_paths_are_never_limited_and_reset_forgets_the_calls(limited: Dfns
 
 
 @pytest.mark.parametrize(
-    "body",
-    [{"limitPerMinute": -1}, {"limitPerMinute": "1000"}, {"limitPerMinute": True}, {}, [5]],
+    ("body", "names"),
+    [
+        ({"limitPerMinute": -1}, "limitPerMinute"),
+        ({"limitPerMinute": "1000"}, "limitPerMinute"),
+        ({"limitPerMinute": True}, "limitPerMinute"),
+        ({}, "limitPerMinute"),
+        ([5], "limitPerMinute"),
+        ({"windowSeconds": 10}, "limitPerMinute"),
+        ({"limitPerMinute": 60, "window": 10}, "windowSeconds"),
+        ({"limitPerMinute": 60, "windowSeconds": "10"}, "windowSeconds"),
+        ({"limitPerMinute": 60, "windowSeconds": True}, "windowSeconds"),
+        ({"limitPerMinute": 60, "windowSeconds": 0.5}, "windowSeconds must be from 1 to 60"),
+        ({"limitPerMinute": 60, "windowSeconds": 61}, "windowSeconds must be from 1 to 60"),
+        ({"limitPerMinute": 5, "windowSeconds": 10}, "windowSeconds 10 admits no call"),
+    ],
 )
-def test_a_bad_limit_is_refused_and_changes_nothing(dfns: Dfns, body: object) -> None:
-    before = dfns.http.get("/_local/rate-limit").json()["limitPerMinute"]
+def test_a_bad_limit_is_refused_and_changes_nothing(dfns: Dfns, body: object, names: str) -> None:
+    before = dfns.http.get("/_local/rate-limit").json()
     response = dfns.http.put("/_local/rate-limit", json=body)
     assert response.status_code == 400
-    assert "limitPerMinute" in response.json()["error"]["message"]
-    assert dfns.http.get("/_local/rate-limit").json()["limitPerMinute"] == before
+    assert names in response.json()["error"]["message"]
+    after = dfns.http.get("/_local/rate-limit").json()
+    assert (after["limitPerMinute"], after["windowSeconds"]) == (
+        before["limitPerMinute"],
+        before["windowSeconds"],
+    )
+
+
+def test_a_shorter_window_admits_the_rate_scaled_to_it(dfns: Dfns) -> None:
+    body = {"limitPerMinute": 36, "windowSeconds": 10}
+    report = dfns.http.put("/_local/rate-limit", json=body).json()
+    try:
+        assert (report["limitPerMinute"], report["windowSeconds"], report["limitPerWindow"]) == (
+            36,
+            10,
+            6,
+        )
+        for _ in range(6):
+            assert dfns.get("/keys").status_code == 200
+        refused = dfns.get("/keys")
+        assert refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 10
+        assert "36 requests per minute (6 in any 10 s)" in refused.json()["error"]["message"]
+    finally:
+        report = dfns.http.put("/_local/rate-limit", json={"limitPerMinute": 0}).json()
+    # Each PUT states the whole limit: without windowSeconds the window is Dfns's minute.
+    assert (report["limitPerMinute"], report["windowSeconds"]) == (None, 60)
 
 
 def test_the_window_slides_and_retry_after_names_when_a_slot_frees() -> None:
@@ -107,6 +145,28 @@ def test_the_window_slides_and_retry_after_names_when_a_slot_frees() -> None:
     }
     limiter.set_limit(0)
     assert all(limiter.admit("GET /keys", "engine") is None for _ in range(100))
+
+
+def test_a_short_window_frees_its_slots_sooner_and_the_report_keeps_a_minute() -> None:
+    now = [1000.0]
+    limiter = RateLimiter(0, clock=lambda: now[0])
+    limiter.set_limit(12, window_seconds=15)  # 3 calls in any 15 s
+    assert limiter.limit_per_window == 3
+    for step in (0.0, 5.0, 10.0):
+        now[0] = 1000.0 + step
+        assert limiter.admit("GET /keys", "engine") is None
+    now[0] = 1012.0
+    assert limiter.admit("GET /keys", "engine") == 3  # the call at 1000 leaves at 1015
+    now[0] = 1015.0
+    assert limiter.admit("GET /keys", "engine") is None
+    now[0] = 1050.0
+    report = limiter.report()
+    # The window forgot every call; the report's minute still holds all five.
+    assert report["lastMinute"]["total"] == 4 and report["lastMinute"]["limited"] == 1
+    assert (report["windowSeconds"], report["limitPerWindow"]) == (15, 3)
+    with pytest.raises(ValueError, match="windowSeconds must be from 1 to 60"):
+        limiter.set_limit(12, window_seconds=0)
+    assert (limiter.limit_per_minute, limiter.window_seconds) == (12, 15)
 
 
 def _org(tmp_path: Path, org_extra: str = "", behaviour_extra: str = "") -> Path:
