@@ -37,9 +37,13 @@ Plan = dict[str, str]
 
 
 def _payouts(
-    sandbox: EngineSandbox, batch: str, counts: dict[str, int]
+    sandbox: EngineSandbox,
+    batch: str,
+    counts: dict[str, int],
+    expire_after: timedelta = timedelta(seconds=20),
 ) -> tuple[list[BatchPayout], Plan]:
-    deadline = datetime.now(UTC) + timedelta(seconds=40)
+    """The batch's rows and their plan; "expire" rows have a deadline ``expire_after`` on."""
+    deadline = datetime.now(UTC) + expire_after
     rows: list[BatchPayout] = []
     plan: Plan = {}
     # Expiring rows first, so they reach Dfns before their deadline.
@@ -176,7 +180,8 @@ async def test_a_batch_of_500_survives_kill_9_of_its_worker(
 ) -> None:
     batch_id = f"batch-{uuid.uuid4().hex[:8]}"
     counts = {"auto": 410, "approve": 40, "deny": 40, "expire": 10}
-    payouts, plan = _payouts(sandbox, batch_id, counts)
+    # The worker process starts after the rows are made: their deadline leaves it time.
+    payouts, plan = _payouts(sandbox, batch_id, counts, expire_after=timedelta(seconds=40))
     env = engine_env(dev_server, sandbox, task_queue, tmp_path)
     worker = WorkerProcess(env).start()
     try:
