@@ -123,12 +123,17 @@ def test_a_shorter_window_admits_the_rate_scaled_to_it(dfns: Dfns) -> None:
     assert (report["limitPerMinute"], report["windowSeconds"]) == (None, 60)
 
 
+def _fill(limiter: RateLimiter, now: list[float], steps: tuple[float, ...]) -> None:
+    """One call admitted at each of ``steps`` seconds after 1000 on ``limiter``'s clock."""
+    for step in steps:
+        now[0] = 1000.0 + step
+        assert limiter.admit("GET /keys", "engine") is None
+
+
 def test_the_window_slides_and_retry_after_names_when_a_slot_frees() -> None:
     now = [1000.0]
     limiter = RateLimiter(3, clock=lambda: now[0])
-    for step in (0.0, 10.0, 20.0):
-        now[0] = 1000.0 + step
-        assert limiter.admit("GET /keys", "engine") is None
+    _fill(limiter, now, (0.0, 10.0, 20.0))
     now[0] = 1030.0
     assert limiter.admit("GET /keys", "engine") == 30  # the call at 1000 leaves at 1060
     now[0] = 1059.5
@@ -152,9 +157,7 @@ def test_a_short_window_frees_its_slots_sooner_and_the_report_keeps_a_minute() -
     limiter = RateLimiter(0, clock=lambda: now[0])
     limiter.set_limit(12, window_seconds=15)  # 3 calls in any 15 s
     assert limiter.limit_per_window == 3
-    for step in (0.0, 5.0, 10.0):
-        now[0] = 1000.0 + step
-        assert limiter.admit("GET /keys", "engine") is None
+    _fill(limiter, now, (0.0, 5.0, 10.0))
     now[0] = 1012.0
     assert limiter.admit("GET /keys", "engine") == 3  # the call at 1000 leaves at 1015
     now[0] = 1015.0
