@@ -140,6 +140,7 @@ def engine_activities(
         signing.deny_own_approval,
         signing.describe_approval,
         verification.verify,
+        verification.verify_carried,
         verification.read_and_verify,
         downstream.deliver_callback,
         downstream.record_ledger,

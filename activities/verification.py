@@ -39,6 +39,7 @@ from signgate.contracts import (
     ReadAndVerifyInput,
     ReadAndVerifyResult,
     VerificationResult,
+    VerifyCarriedInput,
     VerifyInput,
 )
 from signgate.dfns.client import DfnsClient, SigningTarget
@@ -259,11 +260,17 @@ class VerificationActivities:
         self._cache: OrderedDict[SigningTarget, PublicKeyInfo] = OrderedDict()
         self._cache_size = cache_size
 
-    async def public_key(self, target: SigningTarget) -> PublicKeyInfo:
-        """The target's public key, read from Dfns (once per target)."""
+    def held_public_key(self, target: SigningTarget) -> PublicKeyInfo | None:
+        """The target's public key if this worker has read it already (no Dfns call)."""
         cached = self._cache.get(target)
         if cached is not None:
             self._cache.move_to_end(target)
+        return cached
+
+    async def public_key(self, target: SigningTarget) -> PublicKeyInfo:
+        """The target's public key, read from Dfns (once per target)."""
+        cached = self.held_public_key(target)
+        if cached is not None:
             return cached
         info = await self._read_public_key(target)
         self._cache[target] = info
@@ -296,6 +303,29 @@ class VerificationActivities:
     async def verify(self, input: VerifyInput) -> VerificationResult:
         """Verify the signature of ``input.snapshot`` against the target's public key."""
         return await self._verify(input.target, input.request, input.snapshot)
+
+    @api.VERIFY_CARRIED.implements
+    async def verify_carried(self, input: VerifyCarriedInput) -> VerificationResult:
+        """Verify a signed request a webhook carried; no Dfns call unless ``read_key``.
+
+        The workflow takes the request from the event only when this says ``verified``.
+        """
+        key = self.held_public_key(input.target)
+        if key is None:
+            if not input.read_key:
+                return VerificationResult(
+                    status="unverifiable",
+                    method="none",
+                    detail="this worker holds no public key for the target yet",
+                )
+            try:
+                key = await self.public_key(input.target)
+            except ApplicationError as exc:
+                # The workflow reads the request instead, which has its own retries.
+                return VerificationResult(
+                    status="unverifiable", method="none", detail=exc.message[:300]
+                )
+        return self._check(key, input.request, input.snapshot)
 
     @api.READ_AND_VERIFY.implements
     async def read_and_verify(self, input: ReadAndVerifyInput) -> ReadAndVerifyResult:
@@ -332,7 +362,11 @@ class VerificationActivities:
     async def _verify(
         self, target: SigningTarget, request: SignatureRequestBody, view: SignatureRequestView
     ) -> VerificationResult:
-        key = await self.public_key(target)
+        return self._check(await self.public_key(target), request, view)
+
+    def _check(
+        self, key: PublicKeyInfo, request: SignatureRequestBody, view: SignatureRequestView
+    ) -> VerificationResult:
         # libsecp256k1 checks a signature in about 0.1 ms: a thread hop would cost more.
         result = verify_signature(key, request, view)
         log = _log.warning if result.status == "invalid" else _log.info

@@ -51,6 +51,7 @@ from signgate.contracts import (
     ReconcilerSweptInput,
     SubmitInput,
     VerificationResult,
+    VerifyCarriedInput,
     VerifyInput,
     WaitingRequestsInput,
     WaitingRequestsPage,
@@ -71,6 +72,7 @@ __all__ = [
     "SUBMIT",
     "UNTIL_DONE",
     "VERIFY",
+    "VERIFY_CARRIED",
     "WAITING_REQUESTS",
     "ActivityRef",
     "Lane",
@@ -250,6 +252,20 @@ VERIFY: ActivityRef[VerifyInput, VerificationResult] = ActivityRef(
 )
 """Verify a signature against the key's public key (read from Dfns until it can be; cached)."""
 
+VERIFY_CARRIED: ActivityRef[VerifyCarriedInput, VerificationResult] = ActivityRef(
+    ids.ACTIVITY_VERIFY_CARRIED,
+    VerifyCarriedInput,
+    VerificationResult,
+    timedelta(seconds=10),
+    BOUNDED,
+    "recorded",
+)
+"""Verify a signed request a webhook carried (a local activity, on the workflow's worker).
+
+No Dfns call on its usual path: the key's public key is the one the worker holds. A worker
+that holds none reads it only when the input allows (reads not budgeted); otherwise the
+result is ``unverifiable`` and the workflow reads the request as it would without the event."""
+
 DELIVER_CALLBACK: ActivityRef[CallbackInput, DeliveryReceipt] = ActivityRef(
     ids.ACTIVITY_DELIVER_CALLBACK,
     CallbackInput,
@@ -312,6 +328,7 @@ ALL: tuple[ActivityRef[Any, Any], ...] = (
     DENY_APPROVAL,
     DESCRIBE_APPROVAL,
     VERIFY,
+    VERIFY_CARRIED,
     DELIVER_CALLBACK,
     RECORD_LEDGER,
     BUILD_TRANSFER,

@@ -73,6 +73,7 @@ __all__ = [
     "SubmitInput",
     "SubmitResolution",
     "VerificationResult",
+    "VerifyCarriedInput",
     "VerifyInput",
     "WaitingRequest",
     "WaitingRequestsInput",
@@ -275,6 +276,12 @@ class StatusEvent(InputModel):
 
     A hint that moves the status forward wakes the workflow, which then reads the request
     from Dfns; stale and duplicate hints are ignored.
+
+    ``view`` is the request as the event carried it, when it carries signatures (Dfns's
+    ``wallet.signature.signed`` carries the whole request). The workflow takes it in place of
+    a read only when it proves itself: this workflow's request, on its target, with a
+    signature that verifies over the workflow's own request under the key's public key.
+    Anything else leaves the event a hint, and the workflow reads Dfns as it would without.
     """
 
     signature_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -283,6 +290,7 @@ class StatusEvent(InputModel):
     source: EventSource = "webhook"
     event_id: str | None = None
     occurred_at: AwareDatetime | None = None
+    view: SignatureRequestView | None = None
 
     @field_validator("status")
     @classmethod
@@ -290,6 +298,25 @@ class StatusEvent(InputModel):
         if value is SignatureStatus.UNKNOWN:
             raise ValueError("a status event must carry a known status")
         return value
+
+    @model_validator(mode="after")
+    def _view_matches(self) -> Self:
+        view = self.view
+        if view is None:
+            return self
+        if view.id != self.signature_id:
+            raise ValueError(
+                f"view.id {view.id!r} is not the event's signature_id {self.signature_id!r}"
+            )
+        if view.status is not self.status:
+            raise ValueError(
+                f"view.status {str(view.status)!r} is not the event's status {str(self.status)!r}"
+            )
+        if view.external_id != self.external_id:
+            raise ValueError("view.external_id must be the event's external_id")
+        if view.signature is None and not view.signatures:
+            raise ValueError("a view is carried only with its signatures: leave it out")
+        return self
 
 
 class ApprovalDecisionInfo(RecordModel):
@@ -400,6 +427,10 @@ class SignatureWorkflowState(RecordModel):
     events_applied: int = 0
     events_ignored: int = 0
     hint_rank: int = 0
+    carried: SignatureRequestView | None = None
+    """A signed request a hint carried, not yet checked (see :class:`StatusEvent`)."""
+    views_taken: int = 0
+    """Reads saved: signed requests taken from an event whose signature verified."""
     next_interval: timedelta | None = None
     verification: VerificationResult | None = None
     verified_signatures: list[str] | None = None
@@ -433,6 +464,8 @@ class SignatureProgress(RecordModel):
     polls: int
     poll_failures: int
     polls_skipped: int = 0
+    views_taken: int = 0
+    """Signed requests taken from a webhook's verified copy instead of a read of Dfns."""
     events_applied: int
     events_ignored: int
     run: int
@@ -531,6 +564,19 @@ class ReadAndVerifyInput(InputModel):
     verify: bool = True
     """False once the workflow holds a verification: later reads (waiting for Confirmed)
     do not check the same signature again."""
+
+
+class VerifyCarriedInput(InputModel):
+    """Check a view an event carried, with no Dfns call unless ``read_key`` allows one.
+
+    ``read_key``: on a worker that has not read the target's public key yet, read it (one
+    call, then cached); false where Dfns reads must go through the budget's lane.
+    """
+
+    target: SigningTarget
+    request: SignatureRequestBody
+    snapshot: SignatureRequestView
+    read_key: bool = False
 
 
 class ReadAndVerifyResult(RecordModel):

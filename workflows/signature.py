@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitInput,
         SubmitResolution,
         VerificationResult,
+        VerifyCarriedInput,
         VerifyInput,
     )
     from signgate.dfns.models import SignatureRequestView, SignatureStatus
@@ -155,6 +156,7 @@ class SignatureWorkflow:
             polls=st.polls,
             poll_failures=st.poll_failures,
             polls_skipped=st.polls_skipped,
+            views_taken=st.views_taken,
             events_applied=st.events_applied,
             events_ignored=st.events_ignored,
             run=st.run,
@@ -396,6 +398,9 @@ class SignatureWorkflow:
         tracker = self._tracker
         st = tracker.state
         assert st.signature_id is not None
+        carried = tracker.take_carried()
+        if carried is not None and await self._take_carried(carried):
+            return True
         try:
             read = await self._call(
                 api.READ_AND_VERIFY,
@@ -424,6 +429,40 @@ class SignatureWorkflow:
         if read.verification is not None:
             tracker.record_verification(read.verification, read.view)
             self._verification_metric(read.verification)
+        return moved
+
+    async def _take_carried(self, view: SignatureRequestView) -> bool:
+        """Apply the signed request a webhook carried, if its signature verifies here.
+
+        The webhook's HMAC says Dfns sent it; the signature, checked over this workflow's
+        own request under the target's public key, says it is the real one. A copy that does
+        not verify (or cannot be checked) is only a hint: the caller reads Dfns instead, and
+        that read decides. True when the status moved.
+        """
+        tracker = self._tracker
+        try:
+            result = await self._call(
+                api.VERIFY_CARRIED,
+                VerifyCarriedInput(
+                    target=self._input.target,
+                    request=self._request,
+                    snapshot=view,
+                    read_key=self._local_reads(),
+                ),
+                local=True,
+            )
+        except ActivityError as err:
+            result = VerificationResult(status="unverifiable", method="none", detail=str(err))
+        if result.status != "verified":
+            log = workflow.logger.warning if result.status == "invalid" else workflow.logger.info
+            log(
+                "signature.carried_not_taken",
+                extra={"signature_id": view.id, "verdict": result.status, "detail": result.detail},
+            )
+            return False
+        moved = self._record(view)
+        tracker.took_carried(result, view)
+        self._verification_metric(result)
         return moved
 
     async def _reconciler_swept(self, since: datetime) -> bool:

@@ -9,7 +9,9 @@ the caller asked:
   (:data:`~signgate.contracts.STATUS_RANK`); a stale read, a second terminal status or an
   ``Unknown`` changes nothing; a read of another request is a :class:`RequestMismatch`;
 * **hints** (webhook status events): foreign ones are refused, stale and duplicate ones
-  ignored; a hint ahead of the recorded status asks the workflow to read the request now;
+  ignored; a hint ahead of the recorded status asks the workflow to read the request now,
+  or, when it carries the signed request on this workflow's target, to check that copy's
+  signature instead (the workflow applies it only if it verifies);
 * **approvals**: decisions merge by user, a resolved approval never goes back to Pending,
   events of another approval or request are ignored;
 * **when to stop**: settled at a final status, or at ``Signed`` unless the caller waits for
@@ -208,9 +210,35 @@ class RequestTracker:
             return EventAck(applied=False, reason=reason, status=st.status)
         st.hint_rank = status_rank(event.status)
         st.events_applied += 1
+        st.carried = event.view if self._carried_is_ours(event) else None
         return EventAck(
             applied=True, reason="the workflow will read the request now", status=st.status
         )
+
+    def _carried_is_ours(self, event: StatusEvent) -> bool:
+        """Whether the view ``event`` carries is on this workflow's target and generation."""
+        view, target = event.view, self.input.target
+        if view is None:
+            return False
+        if target.kind == "key":
+            return view.generation == "keys" and view.key_id == target.id
+        if target.kind == "wallet":
+            return view.generation == "wallets" and view.wallet_id == target.id
+        return False
+
+    def take_carried(self) -> SignatureRequestView | None:
+        """The signed request the latest hint carried, if it is still ahead of the reads."""
+        st = self.state
+        view, st.carried = st.carried, None
+        if view is None or status_rank(view.status) <= status_rank(st.status):
+            return None
+        return view
+
+    def took_carried(self, result: VerificationResult, view: SignatureRequestView) -> None:
+        """A carried view verified and was applied: it stands for a read."""
+        self.record_verification(result, view)
+        self.state.views_taken += 1
+        self.approval_changed = False
 
     def status_hinted(self) -> bool:
         """A hint says the request is further along than the workflow has read."""

@@ -3,7 +3,9 @@
 :func:`parse_notice` turns a verified payload into one of:
 
 * :class:`SignatureNotice` (``wallet.signature.*``): the request's id, ``externalId`` and
-  status, ready to become a :class:`~signgate.contracts.StatusEvent`;
+  status, ready to become a :class:`~signgate.contracts.StatusEvent`; for a signed request,
+  also the request itself as a read would return it (the workflow takes it only if its
+  signature verifies);
 * :class:`ApprovalNotice` (``policy.approval.*``): the approval's id, status and decisions,
   and the ``externalId`` of the signature request it gates, ready to become an
   :class:`~signgate.contracts.ApprovalEvent`;
@@ -25,7 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from signgate.contracts import ApprovalDecisionInfo, ApprovalEvent, StatusEvent
-from signgate.dfns.models import SignatureStatus, WebhookEventPayload, normalize_status
+from signgate.dfns.models import (
+    KeySignatureRequest,
+    SignatureRequestView,
+    SignatureStatus,
+    WalletSignatureRequest,
+    WebhookEventPayload,
+    normalize_status,
+)
 from signgate.dfns.requests import WEBHOOK_EVENT_KINDS, WebhookEventKind
 from signgate.webhook.verify import Rejection, WebhookRejected
 
@@ -86,6 +95,8 @@ _STATUS_OF_KIND: Final[dict[str, SignatureStatus]] = {
     "wallet.signature.failed": SignatureStatus.FAILED,
     "wallet.signature.rejected": SignatureStatus.REJECTED,
 }
+# A signed request carries its signatures: the workflow may take it without a read.
+_CARRIED_STATUSES: Final = frozenset({SignatureStatus.SIGNED, SignatureStatus.CONFIRMED})
 ApprovalStatus = Literal["Pending", "Approved", "Denied", "Expired"]
 _APPROVAL_STATUSES: Final[frozenset[str]] = frozenset(get_args(ApprovalStatus))
 
@@ -138,11 +149,21 @@ class SignatureNotice:
     signature_id: str
     status: SignatureStatus
     raw_status: str
+    view: SignatureRequestView | None = None
+    """The request itself, when the event carries it signed and it reads as Dfns's object."""
 
     @property
     def dedupe_key(self) -> tuple[str, ...]:
-        """Same request, same status: the same news, whichever attempt carried it."""
-        return ("status", self.signature_id, str(self.status))
+        """Same request, same status (and same signatures, when carried): the same news,
+        whichever attempt carried it. A copy with other signatures is other news: it must
+        not silence the genuine one, which the workflow checks on its own."""
+        key = ("status", self.signature_id, str(self.status))
+        view = self.view
+        if view is None:
+            return key
+        signatures = [view.signature] if view.signature is not None else []
+        signatures.extend(view.signatures)
+        return (*key, *(f"{sig.r}:{sig.s}:{sig.encoded}" for sig in signatures))
 
     @property
     def worth_delivering(self) -> bool:
@@ -159,6 +180,7 @@ class SignatureNotice:
             source="webhook",
             event_id=self.event_id,
             occurred_at=self.date,
+            view=self.view,
         )
 
 
@@ -251,7 +273,27 @@ def _signature_notice(envelope: _Envelope, data: dict[str, Any]) -> Notice:
         signature_id=request.id,
         status=status,
         raw_status=request.status or "",
+        view=_signed_view(raw, request, status),
     )
+
+
+def _signed_view(
+    raw: dict[str, Any], request: _SignatureRequestRef, status: SignatureStatus
+) -> SignatureRequestView | None:
+    """The signed request the event carries, as a read would see it; ``None`` when it does
+    not carry one whole (the event is then a hint only, and the workflow reads Dfns)."""
+    if status not in _CARRIED_STATUSES or request.status is None:
+        return None
+    model: type[KeySignatureRequest | WalletSignatureRequest]
+    model = WalletSignatureRequest if "walletId" in raw else KeySignatureRequest
+    try:
+        view = model.model_validate(raw).view()
+    except ValidationError:
+        return None
+    if view.status is not status or (view.signature is None and not view.signatures):
+        return None
+    # As the read activity keeps it: the workflow holds the request body already.
+    return view.model_copy(update={"request_body": {}})
 
 
 def _approval_notice(envelope: _Envelope, data: dict[str, Any]) -> Notice:

@@ -184,6 +184,21 @@ async def signed_by_webhook_local_read(
     await handle.result()
 
 
+async def signed_by_carried_view(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
+    """The signed event carries the request, as Dfns's does: its signature verifies in a
+    local activity and the workflow finishes without reading the request."""
+    polling = PollingPolicy(initial_interval=timedelta(hours=1), local_reads=True)
+    target = sb.target("key", "evm-gated")
+    handle, _ = await _decided(client, sb, tq, wid, target, polling)
+    hint = await _signed_event(handle, sb, target)
+    async with httpx.AsyncClient(base_url=sb.base_url, timeout=10) as http:
+        view = await sb.dfns_client("engine", http).fetch(target, hint.signature_id)
+    carried = view.model_copy(update={"request_body": {}})
+    event = hint.model_copy(update={"external_id": view.external_id, "view": carried})
+    await handle.signal(SignatureWorkflow.status_event, StatusEvent.model_validate(event))
+    await handle.result()
+
+
 async def budget_queued_reads(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     """The same input on workers that keep a budget: they refuse the local reads (a patch
     marker records it) and the read runs on the reads queue."""
@@ -360,6 +375,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signed-by-status-event": signed_by_status_event,
     "signed-by-webhook-status": signed_by_webhook_status,
     "signed-by-webhook-local-read": signed_by_webhook_local_read,
+    "signed-by-carried-view": signed_by_carried_view,
     "budget-queued-reads": budget_queued_reads,
     "signed-after-approval-event": signed_after_approval_event,
     "approval-event-then-poll": approval_event_then_poll,

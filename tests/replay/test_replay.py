@@ -3,9 +3,10 @@
 The files in ``histories/`` were recorded from real runs (``python -m tests.replay.record``),
 one per scenario of ``tests.replay.record.SCENARIOS``: signed after days of polling, signed
 after a status event, a status event read and verified within one workflow task, the same
-on workers whose budget refused the starter's local reads (a patch marker records it), both
-webhooks of an approval, a resolved approval whose status event never came, expired by
-deadline and by the approval timeout, cancelled, continued as new (every run), a signature
+on workers whose budget refused the starter's local reads (a patch marker records it), a
+signed event whose own copy of the request verified (no read), both webhooks of an
+approval, a resolved approval whose status event never came, expired by deadline and by
+the approval timeout, cancelled, continued as new (every run), a signature
 that does not verify, a payout with its child, a batch that continued as new with one of
 its payouts, and a paced reconciler that woke a request and continued as new with that
 request, which skipped a safety-net poll while the reconciler swept (recorded on the dev

@@ -4,6 +4,8 @@
 * duplicated and reordered deliveries change nothing and cost no extra signals;
 * a lost ``signed`` event is caught by the next poll;
 * a forged event is refused and the workflow is untouched;
+* a signed event's own copy of the request stands for a read only when its signature
+  verifies: one signed by another key (under a right HMAC) makes the workflow read Dfns;
 * a receiver restarted mid-stream loses nothing: the sandbox retries;
 * an event that beats the visibility index is answered 503, a retry still unknown 200;
 * ``signgate webhook register`` and ``signgate webhook`` as processes.
@@ -12,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -26,8 +29,8 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from signgate import ids
-from signgate.contracts import SignatureWorkflowInput
+from signgate import crypto, ids
+from signgate.contracts import SignatureOutcome, SignatureWorkflowInput
 from signgate.dfns.requests import HashRequest
 from signgate.webhook.verify import SIGNATURE_HEADER
 from tests.support.engine_worker import RunningWorker
@@ -81,6 +84,18 @@ async def post(url: str, body: bytes, header: str) -> httpx.Response:
         )
 
 
+async def approved_and_verified(
+    sandbox: EngineSandbox, handle: Handle, approval_id: str
+) -> SignatureOutcome:
+    """Alice and bob approve; the workflow ends signed, its signature verified."""
+    await sandbox.decide(approval_id, "alice", "bob")
+    async with asyncio.timeout(OUTCOME_WITHIN):
+        outcome = await handle.result()
+    assert outcome.kind == "signed"
+    assert outcome.verification is not None and outcome.verification.status == "verified"
+    return outcome
+
+
 async def test_an_approved_request_completes_without_waiting_for_a_poll(
     client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
 ) -> None:
@@ -98,15 +113,12 @@ async def test_an_approved_request_completes_without_waiting_for_a_poll(
     assert waiting.approval is not None and waiting.approval.status == "Pending"
     assert waiting.polls == 0
 
-    await sandbox.decide(approval_id, "alice", "bob")
-    async with asyncio.timeout(OUTCOME_WITHIN):
-        outcome = await handle.result()
-
-    assert outcome.kind == "signed"
-    assert outcome.verification is not None and outcome.verification.status == "verified"
-    # The timer was an hour away: every poll was one a webhook asked for.
-    assert 1 <= outcome.polls <= 2
+    outcome = await approved_and_verified(sandbox, handle, approval_id)
     done = await progress(handle)
+    # The timer was an hour away: every poll was one a webhook asked for, and none at all
+    # when the worker already held the key to check the signed event's own copy.
+    assert outcome.polls <= 2
+    assert outcome.polls >= 1 or done.views_taken == 1
     assert done.events_applied >= 2
     assert outcome.approval is not None
     deciders = {d.user_id for d in outcome.approval.decisions}
@@ -219,6 +231,57 @@ async def test_a_forged_event_is_refused_and_the_workflow_untouched(
     async with asyncio.timeout(OUTCOME_WITHIN):
         outcome = await handle.result()
     assert outcome.kind == "signed"
+
+
+async def test_a_signed_event_stands_for_a_read_only_when_its_signature_verifies(
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
+) -> None:
+    # A first request makes sure this worker has read the key (it may have already).
+    first = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
+    await sandbox.decide(await approval_id_of(first), "alice", "bob")
+    async with asyncio.timeout(OUTCOME_WITHIN):
+        assert (await first.result()).kind == "signed"
+
+    handle = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
+    approval_id = await approval_id_of(handle)
+    await approval_reported(handle)
+    before = await progress(handle)
+    assert before.signature_id is not None and before.polls == 0
+
+    # A correctly signed webhook whose request is "Signed" by another key: the HMAC is
+    # right (whoever holds the secret), the signature is not the key's.
+    forged_request = signature_request(
+        "Signed", external_id=ids.external_id_for(handle.id), signature_id=before.signature_id
+    )
+    forged_request["keyId"] = sandbox.target("key", "evm-gated").id
+    digest = hashlib.sha256(b"not the request's hash").digest()
+    sig = crypto.ecdsa_sign(hashlib.sha256(b"another key").digest(), digest)
+    forged_request["signature"] = {
+        "r": "0x" + sig.r.to_bytes(32, "big").hex(),
+        "s": "0x" + sig.s.to_bytes(32, "big").hex(),
+        "recid": sig.recid,
+    }
+    forged = event("wallet.signature.signed", {"signatureRequest": forged_request})
+    response = await post(receiver.url, *signed(forged, receiver.secret()))
+    assert response.status_code == 200, response.text
+
+    async def read_instead() -> bool:
+        now = await progress(handle)
+        return now.polls == 1
+
+    await eventually(read_instead, what="the forged copy refused and Dfns read instead")
+    after = await progress(handle)
+    assert after.status == "Pending", "Dfns said Pending: the forged copy changed nothing"
+    assert after.views_taken == 0
+
+    # The real signed event carries Dfns's own copy: it verifies, and no read is made.
+    outcome = await approved_and_verified(sandbox, handle, approval_id)
+    assert outcome.polls == 1, "only the forged event's read"
+    assert (await progress(handle)).views_taken == 1
+    async with httpx.AsyncClient(base_url=sandbox.base_url, timeout=10) as http:
+        dfns = sandbox.dfns_client("engine", http)
+        truth = await dfns.fetch(sandbox.target("key", "evm-gated"), str(outcome.signature_id))
+    assert outcome.signature == truth.signature, "the outcome is Dfns's signature"
 
 
 async def test_a_receiver_restarted_mid_stream_loses_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -31,6 +32,64 @@ def test_a_signed_event_becomes_a_status_hint() -> None:
     assert hint.event_id == payload["id"]
     assert hint.occurred_at == datetime(2025, 1, 1, 0, 0, 6, tzinfo=UTC)
     assert notice.attempt == 2
+
+
+def _signed_request(**fields: Any) -> dict[str, Any]:
+    request = signature_request("Signed")
+    request["signature"] = {"r": "0x" + "11" * 32, "s": "0x" + "22" * 32, "recid": 1}
+    request.update(fields)
+    return request
+
+
+def test_a_signed_event_carries_the_request_as_a_read_would_see_it() -> None:
+    notice = parse_notice(event(data={"signatureRequest": _signed_request()}))
+    assert isinstance(notice, SignatureNotice) and notice.view is not None
+    view = notice.view
+    assert (view.generation, view.id, view.key_id) == ("keys", "sig-1", "key-1")
+    assert view.status is SignatureStatus.SIGNED and view.signature is not None
+    assert view.request_body == {}, "the echoed body stays out of history, as after a read"
+    assert notice.status_event().view == view
+
+
+def test_a_wallets_api_request_is_carried_as_one() -> None:
+    wallet = _signed_request(walletId="wa-1", network="Ethereum")
+    del wallet["keyId"]
+    notice = parse_notice(event(data={"signatureRequest": wallet}))
+    assert isinstance(notice, SignatureNotice) and notice.view is not None
+    assert (notice.view.generation, notice.view.wallet_id) == ("wallets", "wa-1")
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        signature_request("Signed"),  # no signature
+        _signed_request(dateRequested="not a date"),  # not Dfns's object
+        {k: v for k, v in _signed_request().items() if k != "requester"},
+    ],
+)
+def test_an_event_without_a_whole_signed_request_is_a_hint_only(
+    request_body: dict[str, Any],
+) -> None:
+    notice = parse_notice(event(data={"signatureRequest": request_body}))
+    assert isinstance(notice, SignatureNotice) and notice.worth_delivering
+    assert notice.view is None and notice.status_event().view is None
+
+
+def test_a_failed_or_rejected_request_is_never_carried() -> None:
+    failed = _signed_request(status="Failed")
+    notice = parse_notice(event("wallet.signature.failed", {"signatureRequest": failed}))
+    assert isinstance(notice, SignatureNotice) and notice.view is None
+
+
+def test_copies_with_other_signatures_are_not_duplicates() -> None:
+    one = parse_notice(event(data={"signatureRequest": _signed_request()}))
+    again = parse_notice(event(data={"signatureRequest": _signed_request()}, attempt=2))
+    other_sig = {"r": "0x" + "33" * 32, "s": "0x" + "22" * 32, "recid": 1}
+    other = parse_notice(event(data={"signatureRequest": _signed_request(signature=other_sig)}))
+    assert isinstance(one, SignatureNotice) and isinstance(again, SignatureNotice)
+    assert isinstance(other, SignatureNotice)
+    assert one.dedupe_key == again.dedupe_key
+    assert one.dedupe_key != other.dedupe_key
 
 
 @pytest.mark.parametrize(

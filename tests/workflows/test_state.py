@@ -173,6 +173,76 @@ def test_a_hint_that_ran_ahead_of_dfns_is_dropped_after_the_read() -> None:
     assert not tracker.status_hinted() and not tracker.drop_stale_hint()
 
 
+def _carried(status: SignatureStatus = S.SIGNED, **view: Any) -> StatusEvent:
+    copy = _view(status, signed=True).model_copy(update={"key_id": "key-1", **view})
+    return StatusEvent(signature_id=SID, status=status, external_id=EXT, view=copy)
+
+
+def test_a_carried_signed_copy_is_held_for_one_check() -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    assert tracker.hint(_carried()).applied
+    view = tracker.take_carried()
+    assert view is not None and view.status is S.SIGNED
+    assert tracker.take_carried() is None, "taken once: a refused copy leaves a read"
+
+
+@pytest.mark.parametrize(
+    "update",
+    [{"key_id": "key-other"}, {"generation": "wallets"}, {"key_id": None}],
+)
+def test_a_copy_on_another_target_is_not_held(update: dict[str, Any]) -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    assert tracker.hint(_carried(**update)).applied, "the hint still wakes the workflow"
+    assert tracker.take_carried() is None
+
+
+def test_a_copy_on_a_wallet_target_must_name_the_wallet() -> None:
+    tracker = _at(_tracker(target=SigningTarget(kind="wallet", id="wa-1")), S.PENDING)
+    tracker.hint(_carried(generation="wallets", wallet_id="wa-1"))
+    assert tracker.take_carried() is not None
+    tracker = _at(_tracker(target=SigningTarget(kind="wallet", id="wa-1")), S.PENDING)
+    tracker.hint(_carried(generation="wallets", wallet_id="wa-2"))
+    assert tracker.take_carried() is None
+
+
+def test_a_copy_behind_what_dfns_said_is_not_taken() -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    tracker.hint(_carried())
+    tracker.apply_read(_view(S.SIGNED, signed=True), T0)
+    assert tracker.take_carried() is None
+
+
+def test_a_taken_copy_counts_and_settles_the_approval_wake() -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    tracker.approval_changed = True
+    tracker.hint(_carried())
+    view = tracker.take_carried()
+    assert view is not None
+    tracker.apply_read(view, T0)
+    result = VerificationResult(status="verified", method="ecdsa", detail="ok")
+    tracker.took_carried(result, view)
+    assert tracker.state.views_taken == 1 and not tracker.approval_changed
+    assert tracker.verification_for_snapshot() == result
+    assert not tracker.status_hinted()
+
+
+@pytest.mark.parametrize(
+    ("update", "message"),
+    [
+        ({"id": "sig-other"}, "signature_id"),
+        ({"status": S.CONFIRMED, "raw_status": "Confirmed"}, "status"),
+        ({"external_id": "sg-another"}, "external_id"),
+        ({"signature": None}, "signatures"),
+    ],
+)
+def test_a_status_event_refuses_a_copy_that_is_not_its_own(
+    update: dict[str, Any], message: str
+) -> None:
+    copy = _view(S.SIGNED, signed=True).model_copy(update=update)
+    with pytest.raises(ValueError, match=message):
+        StatusEvent(signature_id=SID, status=S.SIGNED, external_id=EXT, view=copy)
+
+
 # --- approvals --------------------------------------------------------------------------
 
 

@@ -13,7 +13,12 @@ from temporalio.exceptions import ApplicationError
 from activities.payout import serialize_eip1559
 from activities.verification import PublicKeyInfo, VerificationActivities, verify_signature
 from signgate import crypto
-from signgate.contracts import BuildTransferInput, ReadAndVerifyInput, SigningTarget
+from signgate.contracts import (
+    BuildTransferInput,
+    ReadAndVerifyInput,
+    SigningTarget,
+    VerifyCarriedInput,
+)
 from signgate.dfns.client import DfnsClient
 from signgate.dfns.models import Signature, SignatureRequestView, SignatureStatus
 from signgate.dfns.requests import (
@@ -339,3 +344,64 @@ async def test_read_and_verify_fails_when_the_read_fails() -> None:
     with pytest.raises(ApplicationError) as caught:
         await activities.read_and_verify(_read_input())
     assert "fetch sig-1" in caught.value.message
+
+
+def _counting_dfns(routes: dict[str, dict[str, Any]]) -> tuple[DfnsClient, list[str]]:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        body = routes.get(request.url.path)
+        if body is None:
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        return httpx.Response(200, content=json.dumps(body))
+
+    http = httpx.AsyncClient(base_url="https://dfns.test", transport=httpx.MockTransport(handler))
+    return DfnsClient(http, auth_token="token-for-tests"), seen
+
+
+def _carried_input(signature: Signature, *, read_key: bool) -> VerifyCarriedInput:
+    return VerifyCarriedInput(
+        target=SigningTarget(kind="key", id="key-1"),
+        request=HashRequest(hash=_h(DIGEST)),
+        snapshot=_view(signature),
+        read_key=read_key,
+    )
+
+
+async def test_verify_carried_makes_no_dfns_call_unless_allowed_to_read_the_key() -> None:
+    dfns, seen = _counting_dfns({"/keys/key-1": _KEY_ROUTE})
+    activities = VerificationActivities(dfns)
+    # No key held and no read allowed (a budgeted worker): unverifiable, nothing sent.
+    cold = await activities.verify_carried(_carried_input(_ecdsa(DIGEST), read_key=False))
+    assert cold.status == "unverifiable" and "holds no public key" in cold.detail
+    assert seen == []
+    # Allowed: one read of the key, then the copy is checked against it.
+    warm = await activities.verify_carried(_carried_input(_ecdsa(DIGEST), read_key=True))
+    assert warm.status == "verified"
+    assert seen == ["/keys/key-1"]
+    # Held from now on: no call either way.
+    again = await activities.verify_carried(_carried_input(_ecdsa(DIGEST), read_key=False))
+    assert again.status == "verified"
+    assert seen == ["/keys/key-1"]
+
+
+async def test_verify_carried_refuses_a_copy_signed_by_another_key_or_altered() -> None:
+    dfns, _ = _counting_dfns({"/keys/key-1": _KEY_ROUTE})
+    activities = VerificationActivities(dfns)
+    other = await activities.verify_carried(_carried_input(_ecdsa(DIGEST, OTHER), read_key=True))
+    assert other.status == "invalid"
+    good = _ecdsa(DIGEST)
+    flipped = format(int(good.s, 16) ^ 1, "064x")
+    altered = await activities.verify_carried(
+        _carried_input(good.model_copy(update={"s": "0x" + flipped}), read_key=True)
+    )
+    assert altered.status == "invalid"
+
+
+async def test_verify_carried_says_unverifiable_when_the_key_cannot_be_read() -> None:
+    dfns, seen = _counting_dfns({})
+    activities = VerificationActivities(dfns)
+    result = await activities.verify_carried(_carried_input(_ecdsa(DIGEST), read_key=True))
+    assert result.status == "unverifiable" and "key-1" in result.detail
+    assert seen == ["/keys/key-1"]
