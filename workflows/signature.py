@@ -383,13 +383,25 @@ class SignatureWorkflow:
                 continue
             changed = await self._poll()
             polls_this_run += 1
-            changed = tracker.drop_stale_hint() or changed
             interval = next_interval(policy, interval, changed=changed)
             if self._retry_after is not None:
                 interval, self._retry_after = max(interval, self._retry_after), None
             st.next_interval = interval
 
     async def _poll(self) -> bool:
+        """Look at the request: a signed copy a hint carried if it verifies, else Dfns.
+
+        True when the status moved, or when a hint that ran ahead of what Dfns shows was
+        dropped (news too: the interval starts over). Only a read, even a failed one, drops
+        such a hint; a taken copy says nothing of hints that came while it was checked.
+        """
+        carried = self._tracker.take_carried()
+        if carried is not None and await self._take_carried(carried):
+            return True
+        moved = await self._read()
+        return self._tracker.drop_stale_hint() or moved
+
+    async def _read(self) -> bool:
         """Read the request from Dfns (verifying new signatures); True when it moved.
 
         A read Dfns refused with 429 is not a failed poll: the request is unchanged as far
@@ -398,9 +410,6 @@ class SignatureWorkflow:
         tracker = self._tracker
         st = tracker.state
         assert st.signature_id is not None
-        carried = tracker.take_carried()
-        if carried is not None and await self._take_carried(carried):
-            return True
         try:
             read = await self._call(
                 api.READ_AND_VERIFY,

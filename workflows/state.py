@@ -232,6 +232,12 @@ class RequestTracker:
         view, st.carried = st.carried, None
         if view is None or status_rank(view.status) <= status_rank(st.status):
             return None
+        # Only a copy of the request the workflow already knows by id: one that came while
+        # the submit's outcome was unknown is a hint, never a read (it could be another's).
+        if st.signature_id is None or view.id != st.signature_id:
+            return None
+        if view.external_id is not None and view.external_id != st.external_id:
+            return None
         return view
 
     def took_carried(self, result: VerificationResult, view: SignatureRequestView) -> None:

@@ -95,8 +95,9 @@ _STATUS_OF_KIND: Final[dict[str, SignatureStatus]] = {
     "wallet.signature.failed": SignatureStatus.FAILED,
     "wallet.signature.rejected": SignatureStatus.REJECTED,
 }
-# A signed request carries its signatures: the workflow may take it without a read.
-_CARRIED_STATUSES: Final = frozenset({SignatureStatus.SIGNED, SignatureStatus.CONFIRMED})
+# A signed request carries its signatures: the workflow may take it without a read. Only
+# Signed: a signature proves a Signed request, not a Confirmed one (nor its txHash).
+_CARRIED_STATUSES: Final = frozenset({SignatureStatus.SIGNED})
 ApprovalStatus = Literal["Pending", "Approved", "Denied", "Expired"]
 _APPROVAL_STATUSES: Final[frozenset[str]] = frozenset(get_args(ApprovalStatus))
 
@@ -163,7 +164,7 @@ class SignatureNotice:
             return key
         signatures = [view.signature] if view.signature is not None else []
         signatures.extend(view.signatures)
-        return (*key, *(f"{sig.r}:{sig.s}:{sig.encoded}" for sig in signatures))
+        return (*key, *(f"{sig.r}:{sig.s}:{sig.recid}:{sig.encoded}" for sig in signatures))
 
     @property
     def worth_delivering(self) -> bool:

@@ -75,9 +75,17 @@ def test_an_event_without_a_whole_signed_request_is_a_hint_only(
     assert notice.view is None and notice.status_event().view is None
 
 
-def test_a_failed_or_rejected_request_is_never_carried() -> None:
-    failed = _signed_request(status="Failed")
-    notice = parse_notice(event("wallet.signature.failed", {"signatureRequest": failed}))
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("wallet.signature.failed", "Failed"),
+        # A signature proves Signed, not Confirmed (nor a txHash): a hint only.
+        ("wallet.signature.signed", "Confirmed"),
+    ],
+)
+def test_only_a_signed_request_is_carried(kind: str, status: str) -> None:
+    request = _signed_request(status=status)
+    notice = parse_notice(event(kind, {"signatureRequest": request}))
     assert isinstance(notice, SignatureNotice) and notice.view is None
 
 
@@ -86,10 +94,13 @@ def test_copies_with_other_signatures_are_not_duplicates() -> None:
     again = parse_notice(event(data={"signatureRequest": _signed_request()}, attempt=2))
     other_sig = {"r": "0x" + "33" * 32, "s": "0x" + "22" * 32, "recid": 1}
     other = parse_notice(event(data={"signatureRequest": _signed_request(signature=other_sig)}))
+    other_recid = {"r": "0x" + "11" * 32, "s": "0x" + "22" * 32, "recid": 0}
+    recid = parse_notice(event(data={"signatureRequest": _signed_request(signature=other_recid)}))
     assert isinstance(one, SignatureNotice) and isinstance(again, SignatureNotice)
-    assert isinstance(other, SignatureNotice)
+    assert isinstance(other, SignatureNotice) and isinstance(recid, SignatureNotice)
     assert one.dedupe_key == again.dedupe_key
     assert one.dedupe_key != other.dedupe_key
+    assert one.dedupe_key != recid.dedupe_key
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,16 @@ def test_a_copy_on_a_wallet_target_must_name_the_wallet() -> None:
     assert tracker.take_carried() is None
 
 
+def test_a_copy_of_a_request_not_yet_known_by_id_is_only_a_hint() -> None:
+    unknown = _tracker()  # the submit's outcome not known: no signature id yet
+    assert unknown.hint(_carried()).applied
+    assert unknown.take_carried() is None
+    other = _at(_tracker(), S.PENDING)
+    other.state.signature_id = "sig-adopted"
+    other.state.carried = _carried().view
+    assert other.take_carried() is None
+
+
 def test_a_copy_behind_what_dfns_said_is_not_taken() -> None:
     tracker = _at(_tracker(), S.PENDING)
     tracker.hint(_carried())
