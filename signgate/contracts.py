@@ -277,11 +277,12 @@ class StatusEvent(InputModel):
     A hint that moves the status forward wakes the workflow, which then reads the request
     from Dfns; stale and duplicate hints are ignored.
 
-    ``view`` is the request as the event carried it, when it carries signatures (Dfns's
-    ``wallet.signature.signed`` carries the whole request). The workflow takes it in place of
-    a read only when it proves itself: this workflow's request, on its target, with a
-    signature that verifies over the workflow's own request under the key's public key.
-    Anything else leaves the event a hint, and the workflow reads Dfns as it would without.
+    ``view`` is the request as the event carried it, when it is ``Signed`` and carries its
+    signatures (Dfns's ``wallet.signature.signed`` carries the whole request). The workflow
+    takes it in place of a read only when it proves itself: this workflow's request, on its
+    target, with a signature that verifies over the workflow's own request under the key's
+    public key. Anything else leaves the event a hint, and the workflow reads Dfns as it
+    would without.
     """
 
     signature_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -314,6 +315,9 @@ class StatusEvent(InputModel):
             )
         if view.external_id != self.external_id:
             raise ValueError("view.external_id must be the event's external_id")
+        if view.status is not SignatureStatus.SIGNED:
+            # A signature proves a Signed request, not a Confirmed one (nor its txHash).
+            raise ValueError("only a Signed request is carried as a view: leave it out")
         if view.signature is None and not view.signatures:
             raise ValueError("a view is carried only with its signatures: leave it out")
         return self

@@ -444,7 +444,8 @@ class SignatureWorkflow:
         """Apply the signed request a webhook carried, if its signature verifies here.
 
         The webhook's HMAC says Dfns sent it; the signature, checked over this workflow's
-        own request under the target's public key, says it is the real one. A copy that does
+        own request under the target's public key, says the key signed this very request
+        (not that Dfns approved it: ARCHITECTURE.md says what that leaves). A copy that does
         not verify (or cannot be checked) is only a hint: the caller reads Dfns instead, and
         that read decides. True when the status moved.
         """

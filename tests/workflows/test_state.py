@@ -253,6 +253,13 @@ def test_a_status_event_refuses_a_copy_that_is_not_its_own(
         StatusEvent(signature_id=SID, status=S.SIGNED, external_id=EXT, view=copy)
 
 
+def test_a_status_event_carries_no_confirmed_copy() -> None:
+    """A signature proves Signed, not Confirmed nor a txHash: whoever sends the event."""
+    copy = _view(S.CONFIRMED, signed=True)
+    with pytest.raises(ValueError, match="only a Signed request"):
+        StatusEvent(signature_id=SID, status=S.CONFIRMED, external_id=EXT, view=copy)
+
+
 # --- approvals --------------------------------------------------------------------------
 
 
