@@ -24,6 +24,13 @@ Where Dfns publishes nothing, the sandbox chooses, and says so here:
   flight) before delivery, so the dispatcher never sends a row twice. A row still marked in
   flight when the process died is delivered again as the same attempt, with the same id,
   when a new dispatcher starts: Dfns does not promise uniqueness, and nothing is lost.
+* **Order**: up to ``max_concurrency`` deliveries are in flight at once, but the events of one
+  signature request (its approval's included) go to each webhook one after another, in the
+  order they happened. At Dfns the signing itself puts seconds between a request's
+  ``policy.approval.resolved`` and its ``wallet.signature.signed``; the sandbox signs at once,
+  and without this the two would race on the wire. Dfns promises no order, so the
+  ``reorder_window`` fault breaks it on purpose, and a failed attempt's retry comes after the
+  events that followed it.
 * **Lists** are newest first; ``limit`` defaults to 100 and must be 1..200; pagination tokens
   are opaque. Stored events older than ``retention_days`` (31) sandbox days are pruned.
 
@@ -280,6 +287,19 @@ def _delivery_failed(value: bool | str | None) -> bool | None:
     raise SandboxError(400, "deliveryFailed must be true or false")
 
 
+def _subject(data: str) -> str | None:
+    """The signature request an event's ``data`` is about (directly or via its approval)."""
+    try:
+        doc = json.loads(data)
+        request = doc.get("signatureRequest")
+        if request is None:
+            request = doc.get("approval", {}).get("activity", {}).get("signatureRequest")
+        subject = request.get("id") if isinstance(request, dict) else None
+    except (ValueError, AttributeError):
+        return None
+    return subject if isinstance(subject, str) else None
+
+
 def _date(ts: float) -> str:
     return isoformat(datetime.fromtimestamp(ts, tz=UTC))
 
@@ -378,6 +398,7 @@ class _Delivery:
     secret: str
     lost: bool
     duplicated: bool
+    subject: str | None = None  # the signature request it is about, when there is one
 
     def __repr__(self) -> str:
         return f"_Delivery({self.event_id}, attempt={self.attempt}, webhook={self.webhook_id})"
@@ -427,6 +448,8 @@ class WebhookService:
         self._schedule = tuple(float(delay) for delay in retry_schedule)
         self._timeout = delivery_timeout
         self._max_concurrency = max_concurrency
+        # Signature requests with a delivery in flight: their next events wait (see "Order").
+        self._busy: dict[str, int] = {}
         self._retention_seconds = retention_days * 86400.0
         # Identifies this process's claims, so a new dispatcher can tell rows abandoned by a
         # dead one from its own.
@@ -743,13 +766,17 @@ class WebhookService:
         next_ts: float | None = None
         with self._db.transaction():
             self._cancel_disabled(now)
+            # In order, a request's events wait behind its earlier ones: look further ahead.
+            limit = capacity * window if window > 1 else capacity * 4
             rows = self._db.query(
                 "SELECT o.*, w.secret, w.doc AS webhook FROM webhook_outbox o"
                 " JOIN webhooks w ON w.id = o.webhook_id"
                 " WHERE o.claim IS NULL AND o.due_ts <= ? ORDER BY o.due_ts, o.seq LIMIT ?",
-                (now, capacity * window),
+                (now, limit),
             )
-            for start in range(0, len(rows), window):
+            if window == 1:
+                batches = self._in_order(rows, capacity)
+            for start in range(0, len(rows) if window > 1 else 0, window):
                 chunk = rows[start : start + window]
                 if window > 1 and len(chunk) < window:
                     hold_until = chunk[0]["due_ts"] + faults.reorder_hold_seconds
@@ -760,7 +787,7 @@ class WebhookService:
                 if window > 1:
                     self._reorder_rng.shuffle(batch)
                 batches.append(batch)
-            if len(rows) < capacity * window:
+            if len(rows) < limit:
                 upcoming = self._db.query_one(
                     "SELECT MIN(due_ts) AS due FROM webhook_outbox"
                     " WHERE claim IS NULL AND due_ts > ?",
@@ -771,7 +798,31 @@ class WebhookService:
                     next_ts = due if next_ts is None else min(next_ts, due)
         return batches, next_ts
 
-    def _claim_row(self, row: Any) -> _Delivery:
+    def _in_order(self, rows: builtins.list[Any], capacity: int) -> builtins.list[Batch]:
+        """Up to ``capacity`` batches of ``rows``: one per signature request, its events in
+        order; a request with a delivery still in flight waits for it to finish."""
+        batches: builtins.list[Batch] = []
+        by_subject: dict[str, Batch] = {}
+        for row in rows:
+            request_id = _subject(row["data"])
+            # Per webhook: a slow receiver holds back no other.
+            subject = None if request_id is None else f"{row['webhook_id']}/{request_id}"
+            if subject is not None and self._busy.get(subject):
+                continue
+            batch = by_subject.get(subject) if subject is not None else None
+            if batch is None:
+                if len(batches) >= capacity:
+                    continue  # no room for another batch; later rows may join one
+                batch = []
+                batches.append(batch)
+                if subject is not None:
+                    by_subject[subject] = batch
+            batch.append(self._claim_row(row, subject))
+        for subject in by_subject:
+            self._busy[subject] = self._busy.get(subject, 0) + 1
+        return batches
+
+    def _claim_row(self, row: Any, subject: str | None = None) -> _Delivery:
         self._db.execute(
             "UPDATE webhook_outbox SET claim = ? WHERE event_id = ? AND claim IS NULL",
             (self._claim_token, row["event_id"]),
@@ -793,6 +844,7 @@ class WebhookService:
             secret=row["secret"],
             lost=lost,
             duplicated=duplicated,
+            subject=subject,
         )
 
     def _cancel_disabled(self, now: float) -> None:
@@ -819,6 +871,15 @@ class WebhookService:
             )
 
     async def _deliver(self, batch: Batch) -> None:
+        try:
+            await self._deliver_in_turn(batch)
+        finally:
+            for subject in {d.subject for d in batch if d.subject is not None}:
+                left = self._busy.pop(subject, 0) - 1
+                if left > 0:
+                    self._busy[subject] = left
+
+    async def _deliver_in_turn(self, batch: Batch) -> None:
         for delivery in batch:
             sent_ts = self._clock.now_ts()
             payload: JsonDict = {

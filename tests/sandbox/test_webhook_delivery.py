@@ -382,6 +382,63 @@ async def test_a_slow_receiver_does_not_hold_back_the_others(
     assert await delivering == 2
 
 
+def _approval_data(signature_id: str) -> dict[str, Any]:
+    return {
+        "approval": {
+            "id": f"ap-{signature_id}",
+            "status": "Approved",
+            "activity": {"kind": "Wallets:Sign", "signatureRequest": {"id": signature_id}},
+        }
+    }
+
+
+async def test_a_requests_events_wait_for_its_earlier_delivery_and_no_other_does(
+    service: WebhookService, receiver: HttpRecorder
+) -> None:
+    service.create({"url": receiver.url("/ordered"), "events": ["*"]})
+    release = receiver.hold("/ordered")
+    service.publish("policy.approval.resolved", _approval_data("sig-1"))
+    service.publish("wallet.signature.signed", {"signatureRequest": {"id": "sig-1"}})
+    service.publish("wallet.signature.signed", {"signatureRequest": {"id": "sig-2"}})
+    delivering = asyncio.create_task(service.dispatch_due())
+    first = await receiver.wait_for(2, "/ordered")
+    # sig-1's approval and sig-2's event are in flight together; sig-1's signed event waits.
+    assert sorted(r.json()["kind"] for r in first) == [
+        "policy.approval.resolved",
+        "wallet.signature.signed",
+    ]
+    assert [
+        r.json()["data"]["signatureRequest"]["id"]
+        for r in first
+        if "signatureRequest" in r.json()["data"]
+    ] == ["sig-2"]
+    release.set()
+    assert await delivering == 3
+    kinds = [r.json()["kind"] for r in receiver.at("/ordered")]
+    assert kinds[-1] == "wallet.signature.signed" and len(kinds) == 3
+
+
+async def test_every_request_has_its_approval_delivered_before_its_signature(
+    service: WebhookService, receiver: HttpRecorder
+) -> None:
+    service.create({"url": receiver.url("/burst"), "events": ["*"]})
+    for n in range(40):
+        service.publish("policy.approval.resolved", _approval_data(f"sig-{n}"))
+        service.publish("wallet.signature.signed", {"signatureRequest": {"id": f"sig-{n}"}})
+    async with dispatcher(service):
+        await receiver.wait_for(80, "/burst")
+    seen: dict[str, list[str]] = {}
+    for request in receiver.at("/burst"):
+        body = request.json()
+        data = body["data"]
+        subject = data.get("signatureRequest") or data["approval"]["activity"]["signatureRequest"]
+        seen.setdefault(subject["id"], []).append(body["kind"])
+    assert len(seen) == 40
+    assert all(
+        kinds == ["policy.approval.resolved", "wallet.signature.signed"] for kinds in seen.values()
+    )
+
+
 async def test_each_row_is_sent_once_even_with_two_dispatch_paths(
     service: WebhookService, receiver: HttpRecorder
 ) -> None:
