@@ -271,58 +271,6 @@ class SubmitResolution(InputModel):
 EventSource = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
-class StatusEvent(InputModel):
-    """A status change someone else saw (a webhook, an operator): a hint, not the truth.
-
-    A hint that moves the status forward wakes the workflow, which then reads the request
-    from Dfns; stale and duplicate hints are ignored.
-
-    ``view`` is the request as the event carried it, when it is ``Signed`` and carries its
-    signatures (Dfns's ``wallet.signature.signed`` carries the whole request). The workflow
-    takes it in place of a read only when it proves itself: this workflow's request, on its
-    target, with a signature that verifies over the workflow's own request under the key's
-    public key. Anything else leaves the event a hint, and the workflow reads Dfns as it
-    would without.
-    """
-
-    signature_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
-    status: SignatureStatus
-    external_id: str | None = None
-    source: EventSource = "webhook"
-    event_id: str | None = None
-    occurred_at: AwareDatetime | None = None
-    view: SignatureRequestView | None = None
-
-    @field_validator("status")
-    @classmethod
-    def _known(cls, value: SignatureStatus) -> SignatureStatus:
-        if value is SignatureStatus.UNKNOWN:
-            raise ValueError("a status event must carry a known status")
-        return value
-
-    @model_validator(mode="after")
-    def _view_matches(self) -> Self:
-        view = self.view
-        if view is None:
-            return self
-        if view.id != self.signature_id:
-            raise ValueError(
-                f"view.id {view.id!r} is not the event's signature_id {self.signature_id!r}"
-            )
-        if view.status is not self.status:
-            raise ValueError(
-                f"view.status {str(view.status)!r} is not the event's status {str(self.status)!r}"
-            )
-        if view.external_id != self.external_id:
-            raise ValueError("view.external_id must be the event's external_id")
-        if view.status is not SignatureStatus.SIGNED:
-            # A signature proves a Signed request, not a Confirmed one (nor its txHash).
-            raise ValueError("only a Signed request is carried as a view: leave it out")
-        if view.signature is None and not view.signatures:
-            raise ValueError("a view is carried only with its signatures: leave it out")
-        return self
-
-
 class ApprovalDecisionInfo(RecordModel):
     """One approver's decision as known to the engine."""
 
@@ -351,6 +299,77 @@ class ApprovalEvent(InputModel):
     source: EventSource = "webhook"
     event_id: str | None = None
     occurred_at: AwareDatetime | None = None
+
+
+class StatusEvent(InputModel):
+    """A status change someone else saw (a webhook, an operator): a hint, not the truth.
+
+    A hint that moves the status forward wakes the workflow, which then reads the request
+    from Dfns; stale and duplicate hints are ignored.
+
+    ``view`` is the request as the event carried it, when it is ``Signed`` and carries its
+    signatures (Dfns's ``wallet.signature.signed`` carries the whole request). The workflow
+    takes it in place of a read only when it proves itself: this workflow's request, on its
+    target, with a signature that verifies over the workflow's own request under the key's
+    public key. Anything else leaves the event a hint, and the workflow reads Dfns as it
+    would without.
+
+    ``approval`` is the request's resolved approval, when the sender held that news back to
+    send it with this event (the webhook receiver does, for ``webhook_approval_hold_seconds``):
+    one signal for both, applied as if each had come on its own.
+    """
+
+    signature_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    status: SignatureStatus
+    external_id: str | None = None
+    source: EventSource = "webhook"
+    event_id: str | None = None
+    occurred_at: AwareDatetime | None = None
+    view: SignatureRequestView | None = None
+    approval: ApprovalEvent | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _known(cls, value: SignatureStatus) -> SignatureStatus:
+        if value is SignatureStatus.UNKNOWN:
+            raise ValueError("a status event must carry a known status")
+        return value
+
+    @model_validator(mode="after")
+    def _approval_matches(self) -> Self:
+        approval = self.approval
+        if approval is None:
+            return self
+        if approval.status == "Pending":
+            raise ValueError("only a resolved approval travels with a status event")
+        if approval.signature_id is not None and approval.signature_id != self.signature_id:
+            raise ValueError(
+                f"approval.signature_id {approval.signature_id!r} is not the event's "
+                f"signature_id {self.signature_id!r}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _view_matches(self) -> Self:
+        view = self.view
+        if view is None:
+            return self
+        if view.id != self.signature_id:
+            raise ValueError(
+                f"view.id {view.id!r} is not the event's signature_id {self.signature_id!r}"
+            )
+        if view.status is not self.status:
+            raise ValueError(
+                f"view.status {str(view.status)!r} is not the event's status {str(self.status)!r}"
+            )
+        if view.external_id != self.external_id:
+            raise ValueError("view.external_id must be the event's external_id")
+        if view.status is not SignatureStatus.SIGNED:
+            # A signature proves a Signed request, not a Confirmed one (nor its txHash).
+            raise ValueError("only a Signed request is carried as a view: leave it out")
+        if view.signature is None and not view.signatures:
+            raise ValueError("a view is carried only with its signatures: leave it out")
+        return self
 
 
 class EventAck(RecordModel):

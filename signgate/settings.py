@@ -208,6 +208,15 @@ class Settings(BaseSettings):
         ge=1,
         description="externalId -> workflow id entries the receiver keeps in memory.",
     )
+    webhook_approval_hold_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long the receiver holds a resolved approval for the request's next "
+        "status event, to send both in one signal (0: signal each at once). A held approval is "
+        "answered 200 before Temporal has it; if it is lost, the workflow reads the approval "
+        "itself.",
+    )
 
     # Adaptive polling: webhooks are the fast path when configured, polls the safety net.
     webhooks_enabled: bool = Field(

@@ -198,9 +198,14 @@ class RequestTracker:
         return None
 
     def hint(self, event: StatusEvent) -> EventAck:
-        """Take a status hint: ``applied`` when it should make the workflow read now."""
+        """Take a status hint: ``applied`` when it should make the workflow read now.
+
+        A resolved approval the event carries is merged first, as its own signal would be.
+        """
         st = self.state
         reason = self.foreign(event)
+        if reason is None and event.approval is not None:
+            self.approval_event(event.approval)
         if reason is None and status_rank(event.status) <= max(
             status_rank(st.status), st.hint_rank
         ):

@@ -12,8 +12,9 @@
   signed or not, gets a 500;
 * the notice is signalled to its workflow (:mod:`signgate.webhook.routing`): 200 once
   Temporal took it, and 200 too for events that concern no workflow of ours (logged, so
-  Dfns does not retry them for a day); 503 only when Temporal could not take it, so Dfns
-  delivers it again.
+  Dfns does not retry them for a day) and for a resolved approval held to travel with its
+  request's status event; 503 only when Temporal could not take it, so Dfns delivers it
+  again.
 
 ``GET /healthz`` answers 200 with counters of what was received, and never a secret;
 ``GET /metrics`` serves the same counts, and the verification and signal latencies, in
@@ -95,7 +96,7 @@ class WebhookReceiver:
     """Verify, classify and route one delivery; framework-free, so tests call it directly.
 
     ``clock`` gives unix seconds (the reference for ``timestampSent``). ``stats`` counts
-    outcomes (``delivered``, ``duplicate``, ``not-ours``, ``closed``, ``ignored``,
+    outcomes (``delivered``, ``held``, ``duplicate``, ``not-ours``, ``closed``, ``ignored``,
     ``unavailable``), refusals (``rejected:<reason>``) and verified events that were
     Dfns retries (``redelivered``); ``kinds`` counts verified events by kind.
     """
@@ -152,6 +153,10 @@ class WebhookReceiver:
         return await self._route(
             notice, signed_with=verified.secret_index, remote=remote, started=started
         )
+
+    async def aclose(self) -> None:
+        """The receiver is stopping: let the router send what it holds back."""
+        await self._router.aclose()
 
     def too_large(self, size: int | None, *, remote: str = "-") -> Reply:
         """The answer to a body over :attr:`max_body_bytes` (``size`` when known)."""

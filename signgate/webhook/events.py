@@ -172,8 +172,9 @@ class SignatureNotice:
         already returned it) and an unknown status carries nothing to act on."""
         return self.status not in (SignatureStatus.PENDING, SignatureStatus.UNKNOWN)
 
-    def status_event(self) -> StatusEvent:
-        """The hint for the workflow (raises ``ValueError`` for an ``Unknown`` status)."""
+    def status_event(self, approval: ApprovalEvent | None = None) -> StatusEvent:
+        """The hint for the workflow, carrying ``approval`` when one was held for it (raises
+        ``ValueError`` for an ``Unknown`` status)."""
         return StatusEvent(
             signature_id=self.signature_id,
             status=self.status,
@@ -182,6 +183,7 @@ class SignatureNotice:
             event_id=self.event_id,
             occurred_at=self.date,
             view=self.view,
+            approval=approval,
         )
 
 

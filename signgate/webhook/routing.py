@@ -26,6 +26,19 @@ id. Delivered news is remembered per request and status (per approval, status an
 decisions for approvals), bounded, so a duplicate costs no signal and no history events.
 Only a signal Temporal accepted is remembered: a failed one is retried by Dfns.
 
+**A resolved approval travels with the status event.** Dfns sends a request's
+``policy.approval.resolved`` and, moments later, its ``wallet.signature.signed`` (or
+``.rejected``): two signals, two history events and a second workflow wake-up for one piece of
+news, which in a mass approval is most of what Temporal does. With ``hold_approvals`` seconds
+(the ``webhook_approval_hold_seconds`` setting), a resolved approval is answered 200 at once
+and held: the request's next status event carries it in its own signal
+(``StatusEvent.approval``), or, if none comes in time, it is signalled alone when the hold
+ends (retried briefly if Temporal cannot take it). This is the one notice answered before
+Temporal has it, and it may be lost: with a crash of the receiver while it holds it, or with
+Temporal unreachable for the whole retry. Nothing depends on it: the workflow then reads the
+approval itself for its outcome (one Dfns read), and its polls find the status as they would
+without webhooks. Stopping the receiver (:meth:`TemporalRouter.aclose`) sends what it holds.
+
 **Old news.** Once a request's ``Signed``, ``Confirmed``, ``Failed`` or ``Rejected`` reached
 its workflow, a resolved-approval event for it arriving later is not signalled: the
 workflow is finishing and reads the approval itself, and a signal landing while it
@@ -75,10 +88,12 @@ _RPC_TIMEOUT: Final = timedelta(seconds=5)
 _FIRST_RETRY_DELAY: Final = 0.05
 _MAX_RETRY_DELAY: Final = 0.5
 _MAX_MATCHES: Final = 20
+# A held approval Temporal could not take when its hold ended is tried again after these.
+_RELEASE_RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
 
 _log = get_logger("signgate.webhook.routing")
 
-DeliveryOutcome = Literal["delivered", "duplicate", "not-ours", "closed", "ignored"]
+DeliveryOutcome = Literal["delivered", "held", "duplicate", "not-ours", "closed", "ignored"]
 
 # Statuses at which a workflow stops waiting (Signed: unless it waits for Confirmed).
 _SETTLING: Final = frozenset(
@@ -109,6 +124,9 @@ class EventRouter(Protocol):
 
     async def deliver(self, notice: Notice) -> Delivery: ...
 
+    async def aclose(self) -> None:
+        """Send whatever is held back; the receiver calls it as it stops."""
+
 
 def is_our_external_id(external_id: str | None) -> bool:
     """Whether ``external_id`` has the shape :func:`signgate.ids.external_id_for` gives.
@@ -122,6 +140,16 @@ def is_our_external_id(external_id: str | None) -> bool:
 class _Lookup:
     running: tuple[str, ...]
     closed: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Held:
+    """A resolved approval waiting to travel with its request's next status event."""
+
+    notice: ApprovalNotice
+    workflow_ids: tuple[str, ...]
+    seen_key: tuple[Hashable, ...]
+    release: asyncio.Task[None] | None = None
 
 
 class _Bounded:
@@ -158,7 +186,9 @@ class TemporalRouter:
 
     ``client`` is a connected client or a coroutine function that connects one; the
     connection is then made on the first event and retried on later ones if it fails.
-    ``lookup_timeout`` bounds the wait for the visibility index (seconds).
+    ``lookup_timeout`` bounds the wait for the visibility index (seconds);
+    ``hold_approvals`` how long a resolved approval waits for its request's status event
+    (seconds; 0 signals it at once).
     """
 
     def __init__(
@@ -167,9 +197,12 @@ class TemporalRouter:
         *,
         cache_size: int = 10_000,
         lookup_timeout: float = 3.0,
+        hold_approvals: float = 0.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if hold_approvals < 0:
+            raise ValueError("hold_approvals must be >= 0 seconds")
         self._client: Client | None = None
         self._connect: Callable[[], Awaitable[Client]] | None = None
         if callable(client):
@@ -181,6 +214,10 @@ class TemporalRouter:
         self._delivered = _Bounded(cache_size)
         self._inflight: dict[str, asyncio.Future[_Lookup]] = {}
         self._lookup_timeout = lookup_timeout
+        self._hold = hold_approvals
+        self._held: dict[str, _Held] = {}
+        self._releases: set[asyncio.Task[None]] = set()  # strong references while they run
+        self._settling: dict[str, int] = {}  # externalId -> settling status signals in flight
         self._sleep = sleep
         self._monotonic = monotonic
         self.lookups = 0
@@ -200,6 +237,9 @@ class TemporalRouter:
         seen_key = (external_id, *notice.dedupe_key)
         if self._delivered.get(seen_key) is not None:
             return Delivery("duplicate", "this news was already delivered")
+        held = self._held.get(external_id)
+        if held is not None and held.seen_key == seen_key:
+            return Delivery("duplicate", "this news is already held for the request's status")
         settled_key = (external_id, "settled")
         if (
             isinstance(notice, ApprovalNotice)
@@ -212,13 +252,134 @@ class TemporalRouter:
         workflow_ids = await self._resolve(external_id, notice.attempt)
         if isinstance(workflow_ids, Delivery):
             return workflow_ids
-        signalled = await self._signal_all(external_id, workflow_ids, notice)
+        if isinstance(notice, ApprovalNotice):
+            # Behind a status event on its way (Dfns does not keep order): nothing to wait for.
+            hold = external_id not in self._settling
+            if self._hold > 0 and notice.event.status != "Pending" and hold:
+                self._hold_approval(_Held(notice, workflow_ids, seen_key))
+                return Delivery(
+                    "held",
+                    f"held up to {self._hold:g}s to travel with the request's status event",
+                    workflow_ids,
+                )
+            return await self._signal_approval(external_id, workflow_ids, notice, seen_key)
+        held = self._held.pop(external_id, None)
+        settling = notice.status in _SETTLING
+        if settling:
+            self._settling[external_id] = self._settling.get(external_id, 0) + 1
+        try:
+            signalled = await self._signal_all(
+                external_id, workflow_ids, _status_signal(notice, held)
+            )
+        except TemporalUnavailable:
+            if held is not None:
+                self._hold_approval(held, returned=True)
+            raise
+        finally:
+            if settling:
+                left = self._settling.pop(external_id) - 1
+                if left:
+                    self._settling[external_id] = left
+        if held is not None and held.release is not None:
+            held.release.cancel()
         if not signalled:
             return Delivery("closed", "the workflow has already finished", workflow_ids)
         self._delivered.put(seen_key, True)
-        if isinstance(notice, SignatureNotice) and notice.status in _SETTLING:
+        if held is not None:
+            self._delivered.put(held.seen_key, True)
+        if notice.status in _SETTLING:
             self._delivered.put(settled_key, True)
+        detail = "signalled" if held is None else "signalled with the approval held for it"
+        return Delivery("delivered", detail, signalled)
+
+    async def aclose(self) -> None:
+        """Signal every held approval now (the receiver is stopping)."""
+        held = list(self._held.values())
+        self._held.clear()
+        for item in held:
+            if item.release is not None:
+                item.release.cancel()  # still waiting: its approval is released here
+        await asyncio.gather(*(self._release(item) for item in held))
+        await asyncio.gather(*self._releases, return_exceptions=True)
+
+    # --- held approvals -------------------------------------------------------------------
+
+    async def _signal_approval(
+        self,
+        external_id: str,
+        workflow_ids: tuple[str, ...],
+        notice: ApprovalNotice,
+        seen_key: tuple[Hashable, ...],
+    ) -> Delivery:
+        signalled = await self._signal_all(
+            external_id, workflow_ids, (ids.SIGNAL_APPROVAL_EVENT, notice.event)
+        )
+        if not signalled:
+            return Delivery("closed", "the workflow has already finished", workflow_ids)
+        self._delivered.put(seen_key, True)
         return Delivery("delivered", "signalled", signalled)
+
+    def _hold_approval(self, held: _Held, *, returned: bool = False) -> None:
+        """Hold ``held`` (a later approval of the same request replaces an earlier one).
+
+        ``returned``: it comes back from a status signal that failed; an approval held since
+        is newer and wins, and a hold that ended meanwhile is released at once.
+        """
+        external_id = held.notice.external_id
+        assert external_id is not None
+        current = self._held.get(external_id)
+        if returned and current is not None:
+            return
+        if current is not None and current.release is not None:
+            held.release = current.release  # the first hold's end stands
+        self._held[external_id] = held
+        if held.release is None or held.release.done():
+            task = asyncio.create_task(
+                self._release_after(external_id, 0.0 if returned else self._hold),
+                name=f"signgate-webhook-hold-{external_id}",
+            )
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+            held.release = task
+
+    async def _release_after(self, external_id: str, delay: float) -> None:
+        if delay > 0:
+            await self._sleep(delay)
+        held = self._held.pop(external_id, None)
+        if held is not None:
+            await self._release(held)
+
+    async def _release(self, held: _Held) -> None:
+        """Signal a held approval on its own, trying again briefly if Temporal cannot take it."""
+        notice = held.notice
+        external_id = notice.external_id
+        assert external_id is not None
+        for delay in (*_RELEASE_RETRY_DELAYS, None):
+            try:
+                delivery = await self._signal_approval(
+                    external_id, held.workflow_ids, notice, held.seen_key
+                )
+            except TemporalUnavailable as exc:
+                if delay is None:
+                    _log.warning(
+                        "webhook.held_approval_dropped",
+                        event_id=notice.event_id,
+                        approval_id=notice.event.approval_id,
+                        external_id=external_id,
+                        error=str(exc),
+                        consequence="the workflow reads the approval itself",
+                    )
+                    return
+                await self._sleep(delay)
+                continue
+            _log.info(
+                f"webhook.held_approval_{delivery.outcome}",
+                event_id=notice.event_id,
+                approval_id=notice.event.approval_id,
+                external_id=external_id,
+                workflow_ids=list(delivery.workflow_ids),
+            )
+            return
 
     # --- resolution -----------------------------------------------------------------------
 
@@ -315,10 +476,10 @@ class TemporalRouter:
     # --- signalling -----------------------------------------------------------------------
 
     async def _signal_all(
-        self, external_id: str, workflow_ids: tuple[str, ...], notice: Notice
+        self, external_id: str, workflow_ids: tuple[str, ...], signal: tuple[str, Any]
     ) -> tuple[str, ...]:
         client = await self._get_client()
-        name, argument = _signal_for(notice)
+        name, argument = signal
         signalled: list[str] = []
         for workflow_id in workflow_ids:
             try:
@@ -336,9 +497,6 @@ class TemporalRouter:
         return tuple(signalled)
 
 
-def _signal_for(notice: Notice) -> tuple[str, Any]:
-    if isinstance(notice, SignatureNotice):
-        return ids.SIGNAL_STATUS_EVENT, notice.status_event()
-    if isinstance(notice, ApprovalNotice):
-        return ids.SIGNAL_APPROVAL_EVENT, notice.event
-    raise TypeError(f"nothing to signal for {type(notice).__name__}")
+def _status_signal(notice: SignatureNotice, held: _Held | None) -> tuple[str, Any]:
+    approval = held.notice.event if held is not None else None
+    return ids.SIGNAL_STATUS_EVENT, notice.status_event(approval)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any
 
@@ -50,6 +50,7 @@ def build_receiver(
         client,
         cache_size=settings.webhook_route_cache_size,
         lookup_timeout=settings.webhook_lookup_timeout_seconds,
+        hold_approvals=settings.webhook_approval_hold_seconds,
     )
     return WebhookReceiver(
         store if store is not None else secret_store(settings),
@@ -71,10 +72,12 @@ class _Server(uvicorn.Server):
         config: uvicorn.Config,
         on_started: Callable[[str], None],
         *,
+        on_stopped: Callable[[], Awaitable[None]] | None = None,
         handle_signals: bool = True,
     ) -> None:
         super().__init__(config)
         self._on_started = on_started
+        self._on_stopped = on_stopped
         self._handle_signals = handle_signals
 
     @contextlib.contextmanager
@@ -92,6 +95,12 @@ class _Server(uvicorn.Server):
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             shown = f"[{host}]" if ":" in str(host) else str(host)
             self._on_started(f"http://{shown}:{port}")
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        # Requests in flight have finished: send what the receiver still holds back.
+        if self._on_stopped is not None:
+            await self._on_stopped()
 
 
 def run_receiver(
@@ -115,7 +124,9 @@ def run_receiver(
 
     bind_host = host if host is not None else settings.webhook_host
     bind_port = port if port is not None else settings.webhook_port
-    server = _Server(_config(app, bind_host, bind_port, settings.log_level), started)
+    server = _Server(
+        _config(app, bind_host, bind_port, settings.log_level), started, on_stopped=receiver.aclose
+    )
     server.run()
 
 
@@ -162,7 +173,7 @@ class ReceiverServer:
             started.set()
 
         config = _config(self.app, self._host, self._port, self._log_level)
-        server = _Server(config, on_started, handle_signals=False)
+        server = _Server(config, on_started, on_stopped=self.receiver.aclose, handle_signals=False)
         self._server = server
         self._task = asyncio.create_task(server.serve())
         waiter = asyncio.create_task(started.wait())

@@ -217,6 +217,21 @@ async def signed_after_approval_event(client: Client, sb: EngineSandbox, tq: str
     await handle.result()
 
 
+async def signed_with_approval_in_status_event(
+    client: Client, sb: EngineSandbox, tq: str, wid: str
+) -> None:
+    """The receiver held the resolved approval for the request's status event: one signal
+    carries both, and the outcome needs no read of the approval."""
+    polling = PollingPolicy(initial_interval=timedelta(hours=1))
+    target = sb.target("key", "evm-gated")
+    handle, approval = await _decided(client, sb, tq, wid, target, polling)
+    resolved = await _resolved_approval_event(sb, approval)
+    hint = await _signed_event(handle, sb, target)
+    event = hint.model_copy(update={"approval": resolved})
+    await handle.signal(SignatureWorkflow.status_event, StatusEvent.model_validate(event))
+    await handle.result()
+
+
 async def approval_event_then_poll(client: Client, sb: EngineSandbox, tq: str, wid: str) -> None:
     """The resolved approval arrives, its status event is lost: the next poll, brought
     forward to the initial interval, finds the request signed."""
@@ -378,6 +393,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signed-by-carried-view": signed_by_carried_view,
     "budget-queued-reads": budget_queued_reads,
     "signed-after-approval-event": signed_after_approval_event,
+    "signed-with-approval-in-status-event": signed_with_approval_in_status_event,
     "approval-event-then-poll": approval_event_then_poll,
     "expired-by-deadline": expired_by_deadline,
     "expired-by-approval-timeout": expired_by_approval_timeout,

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from signgate.settings import Settings
 from signgate.webhook.app import WebhookReceiver
 from signgate.webhook.registration import register_webhook
 from signgate.webhook.routing import TemporalRouter
@@ -53,7 +54,9 @@ async def receiver(
         registration = await register_webhook(
             dfns, f"http://127.0.0.1:{port}/webhooks/dfns", secret_file
         )
-        router = TemporalRouter(client, lookup_timeout=1.0)
+        # As deployed: a resolved approval waits for its request's status event.
+        hold = Settings.model_fields["webhook_approval_hold_seconds"].default
+        router = TemporalRouter(client, lookup_timeout=1.0, hold_approvals=hold)
         receiver = WebhookReceiver(SecretStore(secret_file), router)
         server = ReceiverServer(receiver, port=port)
         await server.start()

@@ -33,6 +33,9 @@ class FakeRouter:
         self.notices.append(notice)
         return Delivery("delivered", "signalled", ("wf-1",))
 
+    async def aclose(self) -> None:
+        """Holds nothing back."""
+
 
 @pytest.fixture
 def router() -> FakeRouter:

@@ -31,6 +31,9 @@ class Router:
         self.notices.append(notice)
         return Delivery("delivered", "signalled", ("wf-1",))
 
+    async def aclose(self) -> None:
+        """Holds nothing back."""
+
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[ReceiverServer, Router]]:

@@ -1,6 +1,7 @@
 """End to end: dev server, sandbox, receiver and worker over real HTTP, with webhook faults.
 
 * an approval wakes the workflow at once (its poll timer is an hour away);
+* a resolved approval travels in the signed event's signal: one signal, no approval read;
 * duplicated and reordered deliveries change nothing and cost no extra signals;
 * a lost ``signed`` event is caught by the next poll;
 * a forged event is refused and the workflow is untouched;
@@ -140,6 +141,42 @@ async def test_an_approved_request_completes_without_waiting_for_a_poll(
     response = await post(receiver.url, *signed(late, receiver.secret()))
     assert response.status_code == 200
     assert response.json()["outcome"] == "closed"
+
+
+async def test_a_resolved_approval_rides_in_the_signed_events_signal(
+    client: Client, sandbox: EngineSandbox, worker: RunningWorker, receiver: RunningReceiver
+) -> None:
+    handle = await start_gated(client, sandbox, worker.task_queue, NO_TIMER_POLLS)
+    approval_id = await approval_id_of(handle)
+    await approval_reported(handle)
+    before = await signals_in(handle)
+
+    outcome = await approved_and_verified(sandbox, handle, approval_id)
+    # One signal for the approval's resolution and the signature: the status event with the
+    # approval in it. The workflow knew the decisions without reading the approval.
+    history = await handle.fetch_history()
+    signalled = [
+        e.workflow_execution_signaled_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert len(signalled) == before + 1
+    last = signalled[-1]
+    assert last.signal_name == ids.SIGNAL_STATUS_EVENT
+    carried = json.loads(last.input.payloads[0].data)
+    assert carried["status"] == "Signed"
+    assert carried["approval"]["approval_id"] == approval_id
+    assert carried["approval"]["status"] == "Approved"
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    assert ids.ACTIVITY_DESCRIBE_APPROVAL not in scheduled
+    assert outcome.approval is not None and outcome.approval.status == "Approved"
+    deciders = {d.user_id for d in outcome.approval.decisions}
+    assert deciders == {sandbox.identity("alice").user_id, sandbox.identity("bob").user_id}
+    assert receiver.receiver.stats["held"] >= 1
 
 
 async def test_duplicated_and_reordered_events_change_nothing(

@@ -28,6 +28,9 @@ class Router:
             raise TemporalUnavailable("Temporal is down")
         return Delivery(outcome, "test", ())  # type: ignore[arg-type]
 
+    async def aclose(self) -> None:
+        """Holds nothing back."""
+
 
 @pytest.fixture
 def router() -> Router:

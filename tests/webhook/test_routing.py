@@ -20,6 +20,7 @@ from signgate import ids
 from signgate.contracts import ApprovalEvent, StatusEvent
 from signgate.webhook.events import Notice, parse_notice
 from signgate.webhook.routing import TemporalRouter, TemporalUnavailable, is_our_external_id
+from tests.support.eventually import eventually
 from tests.webhook.support import EXTERNAL_ID, approval, event, signature_request
 
 RUNNING = WorkflowExecutionStatus.RUNNING
@@ -322,3 +323,148 @@ async def test_a_lazy_connection_is_made_once_and_failures_are_503() -> None:
     await router.deliver(signed_notice("Failed"))
     assert attempts == 2
     assert len(temporal.signals) == 2
+
+
+# --- resolved approvals held for the status event ----------------------------------------
+
+
+class Gate:
+    """A pause that lasts until the test opens the gate (then every pause is instant)."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.slept: list[float] = []
+
+    async def pause(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        await self.opened.wait()
+
+
+def resolved_notice(**kwargs: Any) -> Notice:
+    return parse_notice(event("policy.approval.resolved", {"approval": approval(**kwargs)}))
+
+
+def holding_router(temporal: FakeTemporal, gate: Gate) -> TemporalRouter:
+    return TemporalRouter(cast(Client, temporal), hold_approvals=2.0, sleep=gate.pause)
+
+
+def approval_signals(temporal: FakeTemporal) -> list[ApprovalEvent]:
+    return [arg for _, name, arg in temporal.signals if name == ids.SIGNAL_APPROVAL_EVENT]
+
+
+async def test_a_held_approval_travels_in_the_status_events_signal(
+    temporal: FakeTemporal,
+) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    held = await router.deliver(resolved_notice())
+    assert held.outcome == "held" and held.workflow_ids == ("order-42",)
+    assert temporal.signals == []
+    assert (await router.deliver(resolved_notice())).outcome == "duplicate"
+
+    delivery = await router.deliver(signed_notice())
+    assert delivery.outcome == "delivered" and "approval" in delivery.detail
+    [(workflow_id, name, arg)] = temporal.signals
+    assert (workflow_id, name) == ("order-42", ids.SIGNAL_STATUS_EVENT)
+    assert isinstance(arg, StatusEvent) and arg.status == "Signed"
+    assert arg.approval is not None and arg.approval.status == "Approved"
+    assert [d.user_id for d in arg.approval.decisions] == ["us-alice"]
+
+    # The hold's end finds nothing left to send, and the news stays delivered.
+    gate.opened.set()
+    await router.aclose()
+    assert len(temporal.signals) == 1
+    assert (await router.deliver(resolved_notice())).outcome == "duplicate"
+
+
+async def test_a_held_approval_no_status_event_claims_is_signalled_when_the_hold_ends(
+    temporal: FakeTemporal,
+) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    assert await eventually(lambda: gate.slept, within=5) == [2.0]
+    assert temporal.signals == []
+    gate.opened.set()
+    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
+    assert signalled.status == "Approved"
+    # Delivered now: a redelivery is a duplicate, and the status event goes alone.
+    assert (await router.deliver(resolved_notice())).outcome == "duplicate"
+    await router.deliver(signed_notice())
+    assert [name for _, name, _ in temporal.signals] == [
+        ids.SIGNAL_APPROVAL_EVENT,
+        ids.SIGNAL_STATUS_EVENT,
+    ]
+    assert temporal.signals[1][2].approval is None
+
+
+async def test_a_pending_approval_is_signalled_at_once(temporal: FakeTemporal) -> None:
+    router = holding_router(temporal, Gate())
+    pending = parse_notice(event("policy.approval.pending", {"approval": approval("Pending")}))
+    assert (await router.deliver(pending)).outcome == "delivered"
+    [signalled] = approval_signals(temporal)
+    assert signalled.status == "Pending"
+
+
+async def test_a_failed_status_signal_keeps_the_approval_for_dfns_redelivery(
+    temporal: FakeTemporal,
+) -> None:
+    router = holding_router(temporal, Gate())
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    temporal.down = True
+    with pytest.raises(TemporalUnavailable):
+        await router.deliver(signed_notice())  # answered 503: Dfns delivers it again
+    temporal.down = False
+    assert (await router.deliver(signed_notice(attempt=2))).outcome == "delivered"
+    [(_, name, arg)] = temporal.signals
+    assert name == ids.SIGNAL_STATUS_EVENT and arg.approval is not None
+
+
+async def test_a_held_approval_outlasts_a_short_temporal_outage(temporal: FakeTemporal) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    temporal.down = True
+    tries = 0
+    original = temporal.get_workflow_handle
+
+    def counting(workflow_id: str) -> Handle:
+        nonlocal tries
+        tries += 1
+        if tries == 3:
+            temporal.down = False  # back for the third try
+        return original(workflow_id)
+
+    temporal.get_workflow_handle = counting  # type: ignore[method-assign]
+    gate.opened.set()
+    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
+    assert signalled.status == "Approved" and tries == 3
+
+
+async def test_a_held_approval_temporal_never_takes_is_dropped_after_its_retries(
+    temporal: FakeTemporal,
+) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    temporal.down = True
+    gate.opened.set()
+    await router.aclose()
+    assert temporal.signals == []
+    # Not remembered as delivered: a redelivery of it would be held again.
+    temporal.down = False
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+
+
+async def test_stopping_the_router_sends_what_it_holds(temporal: FakeTemporal) -> None:
+    gate = Gate()  # never opened: only aclose releases it
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    await router.aclose()
+    [signalled] = approval_signals(temporal)
+    assert signalled.status == "Approved"
+
+
+def test_a_negative_hold_is_refused(temporal: FakeTemporal) -> None:
+    with pytest.raises(ValueError, match="hold_approvals must be >= 0"):
+        TemporalRouter(cast(Client, temporal), hold_approvals=-1)

@@ -301,6 +301,46 @@ def test_approval_events_of_another_approval_or_request_are_ignored() -> None:
     assert tracker.state.events_ignored == 2 and tracker.state.approval is None
 
 
+def test_a_status_event_carrying_the_resolved_approval_applies_both() -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    resolved = _approval("Approved", "us-a", "us-b", date_resolved=T0)
+    ack = tracker.hint(StatusEvent(signature_id=SID, status=S.SIGNED, approval=resolved))
+    assert ack.applied and tracker.status_hinted()
+    approval = tracker.state.approval
+    assert approval is not None and approval.status == "Approved"
+    assert [d.user_id for d in approval.decisions] == ["us-a", "us-b"]
+    assert tracker.approval_known_resolved() and tracker.state.events_applied == 2
+
+
+def test_a_stale_status_event_still_brings_its_approval() -> None:
+    tracker = _at(_tracker(), S.PENDING, S.SIGNED)
+    resolved = _approval("Approved", "us-a", date_resolved=T0)
+    ack = tracker.hint(StatusEvent(signature_id=SID, status=S.SIGNED, approval=resolved))
+    assert not ack.applied
+    assert tracker.state.approval is not None and tracker.approval_known_resolved()
+
+
+def test_a_foreign_status_event_brings_no_approval() -> None:
+    tracker = _at(_tracker(), S.PENDING)
+    resolved = _approval("Approved", "us-a")
+    tracker.hint(StatusEvent(signature_id="sig-other", status=S.SIGNED, approval=resolved))
+    assert tracker.state.approval is None
+
+
+@pytest.mark.parametrize(
+    ("approval", "message"),
+    [
+        (_approval("Pending", "us-a"), "only a resolved approval"),
+        (_approval("Approved", signature_id="sig-other"), "approval.signature_id"),
+    ],
+)
+def test_a_status_event_refuses_an_approval_that_is_not_its_own(
+    approval: ApprovalEvent, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        StatusEvent(signature_id=SID, status=S.SIGNED, approval=approval)
+
+
 # --- when to stop -----------------------------------------------------------------------
 
 
