@@ -56,6 +56,7 @@ import json
 import random
 import secrets
 import sqlite3
+import ssl
 import string
 import uuid
 from collections.abc import Mapping, Sequence
@@ -444,7 +445,12 @@ class WebhookService:
         self._db = db
         self._clock = clock
         self._http = http
-        self._owns_http = http is None
+        # Without an injected client: one client (one connection) per delivery in flight.
+        # httpcore's pool checks each of its connections on every request, so one shared
+        # pool of max_concurrency connections cost more than the POSTs themselves.
+        self._idle: builtins.list[httpx.AsyncClient] = []
+        self._made: builtins.list[httpx.AsyncClient] = []
+        self._tls: ssl.SSLContext | None = None
         self._schedule = tuple(float(delay) for delay in retry_schedule)
         self._timeout = delivery_timeout
         self._max_concurrency = max_concurrency
@@ -745,10 +751,29 @@ class WebhookService:
             await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if the service made it (a new one is made when needed)."""
-        if self._owns_http and self._http is not None:
-            client, self._http = self._http, None
+        """Close the HTTP clients the service made (new ones are made when needed)."""
+        made, self._made, self._idle = self._made, [], []
+        for client in made:
             await client.aclose()
+
+    def _checkout(self) -> httpx.AsyncClient:
+        if self._http is not None:
+            return self._http
+        if self._idle:
+            return self._idle.pop()
+        if self._tls is None:
+            self._tls = httpx.create_ssl_context()
+        client = httpx.AsyncClient(
+            trust_env=False,
+            verify=self._tls,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self._made.append(client)
+        return client
+
+    def _checkin(self, client: httpx.AsyncClient) -> None:
+        if client is not self._http and client in self._made:
+            self._idle.append(client)
 
     def _delivery_done(self, tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
         tasks.discard(task)
@@ -902,11 +927,18 @@ class WebhookService:
             self._record(delivery, payload, sent_ts, outcome)
 
     async def _post(self, url: str, secret: str, body: bytes) -> _Outcome:
-        if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False)
+        client = self._checkout()
+        try:
+            return await self._post_with(client, url, secret, body)
+        finally:
+            self._checkin(client)
+
+    async def _post_with(
+        self, client: httpx.AsyncClient, url: str, secret: str, body: bytes
+    ) -> _Outcome:
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_body(secret, body)}
         try:
-            response = await self._http.post(
+            response = await client.post(
                 url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
             )
         except httpx.TimeoutException:
