@@ -456,6 +456,7 @@ class WebhookService:
         self._max_concurrency = max_concurrency
         # Signature requests with a delivery in flight: their next events wait (see "Order").
         self._busy: dict[str, int] = {}
+        self._subjects: dict[str, str | None] = {}  # event id -> subject, until it is sent
         self._retention_seconds = retention_days * 86400.0
         # Identifies this process's claims, so a new dispatcher can tell rows abandoned by a
         # dead one from its own.
@@ -670,6 +671,7 @@ class WebhookService:
             self._db.execute("DELETE FROM webhook_events")
             self._db.execute("DELETE FROM webhooks")
             self._subscriptions.invalidate()
+            self._subjects.clear()
 
     # --- delivery -------------------------------------------------------------------------------
 
@@ -740,6 +742,9 @@ class WebhookService:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # A task cancelled before it ran never released its requests.
+            self._busy.clear()
+            self._subjects.clear()
             # Interrupted attempts go back to the queue; the next dispatcher makes them. If the
             # database is already closed, the next dispatcher reclaims them as abandoned.
             with contextlib.suppress(sqlite3.ProgrammingError):
@@ -791,17 +796,13 @@ class WebhookService:
         next_ts: float | None = None
         with self._db.transaction():
             self._cancel_disabled(now)
-            # In order, a request's events wait behind its earlier ones: look further ahead.
-            limit = capacity * window if window > 1 else capacity * 4
-            rows = self._db.query(
-                "SELECT o.*, w.secret, w.doc AS webhook FROM webhook_outbox o"
-                " JOIN webhooks w ON w.id = o.webhook_id"
-                " WHERE o.claim IS NULL AND o.due_ts <= ? ORDER BY o.due_ts, o.seq LIMIT ?",
-                (now, limit),
-            )
             if window == 1:
-                batches = self._in_order(rows, capacity)
-            for start in range(0, len(rows) if window > 1 else 0, window):
+                batches, exhausted = self._in_order(now, capacity)
+                rows = []
+            else:
+                rows = self._due_rows(now, capacity * window, 0)
+                exhausted = len(rows) < capacity * window
+            for start in range(0, len(rows), window):
                 chunk = rows[start : start + window]
                 if window > 1 and len(chunk) < window:
                     hold_until = chunk[0]["due_ts"] + faults.reorder_hold_seconds
@@ -812,7 +813,7 @@ class WebhookService:
                 if window > 1:
                     self._reorder_rng.shuffle(batch)
                 batches.append(batch)
-            if len(rows) < limit:
+            if exhausted:
                 upcoming = self._db.query_one(
                     "SELECT MIN(due_ts) AS due FROM webhook_outbox"
                     " WHERE claim IS NULL AND due_ts > ?",
@@ -823,29 +824,53 @@ class WebhookService:
                     next_ts = due if next_ts is None else min(next_ts, due)
         return batches, next_ts
 
-    def _in_order(self, rows: builtins.list[Any], capacity: int) -> builtins.list[Batch]:
-        """Up to ``capacity`` batches of ``rows``: one per signature request, its events in
-        order; a request with a delivery still in flight waits for it to finish."""
+    def _due_rows(self, now: float, limit: int, offset: int) -> builtins.list[Any]:
+        return self._db.query(
+            "SELECT o.*, w.secret, w.doc AS webhook FROM webhook_outbox o"
+            " JOIN webhooks w ON w.id = o.webhook_id"
+            " WHERE o.claim IS NULL AND o.due_ts <= ? ORDER BY o.due_ts, o.seq LIMIT ? OFFSET ?",
+            (now, limit, offset),
+        )
+
+    def _in_order(self, now: float, capacity: int) -> tuple[builtins.list[Batch], bool]:
+        """Up to ``capacity`` batches of the due rows: one per signature request and webhook,
+        its events in order; a request with a delivery to that webhook still in flight waits
+        for it. Also whether every due row was looked at."""
         batches: builtins.list[Batch] = []
         by_subject: dict[str, Batch] = {}
-        for row in rows:
-            request_id = _subject(row["data"])
-            # Per webhook: a slow receiver holds back no other.
-            subject = None if request_id is None else f"{row['webhook_id']}/{request_id}"
-            if subject is not None and self._busy.get(subject):
-                continue
-            batch = by_subject.get(subject) if subject is not None else None
-            if batch is None:
-                if len(batches) >= capacity:
-                    continue  # no room for another batch; later rows may join one
-                batch = []
-                batches.append(batch)
-                if subject is not None:
-                    by_subject[subject] = batch
-            batch.append(self._claim_row(row, subject))
+        page, offset = capacity * 4, 0
+        while True:
+            rows = self._due_rows(now, page, offset)
+            for row in rows:
+                subject = self._subject_of(row)
+                if subject is not None and self._busy.get(subject):
+                    offset += 1  # behind its request's delivery in flight (which wakes us)
+                    continue
+                batch = by_subject.get(subject) if subject is not None else None
+                if batch is None:
+                    if len(batches) >= capacity:
+                        offset += 1  # no room for another batch; later rows may join one
+                        continue
+                    batch = []
+                    batches.append(batch)
+                    if subject is not None:
+                        by_subject[subject] = batch
+                batch.append(self._claim_row(row, subject))
+            if len(rows) < page or len(batches) >= capacity:
+                break
         for subject in by_subject:
             self._busy[subject] = self._busy.get(subject, 0) + 1
-        return batches
+        return batches, len(rows) < page
+
+    def _subject_of(self, row: Any) -> str | None:
+        """Which request and webhook a row is about (per webhook: a slow receiver holds back
+        no other); remembered per event, so a row waiting its turn is parsed once."""
+        event_id = row["event_id"]
+        if event_id not in self._subjects:
+            request_id = _subject(row["data"])
+            subject = None if request_id is None else f"{row['webhook_id']}/{request_id}"
+            self._subjects[event_id] = subject
+        return self._subjects[event_id]
 
     def _claim_row(self, row: Any, subject: str | None = None) -> _Delivery:
         self._db.execute(
@@ -899,6 +924,8 @@ class WebhookService:
         try:
             await self._deliver_in_turn(batch)
         finally:
+            for delivery in batch:
+                self._subjects.pop(delivery.event_id, None)
             for subject in {d.subject for d in batch if d.subject is not None}:
                 left = self._busy.pop(subject, 0) - 1
                 if left > 0:

@@ -7,8 +7,8 @@ kinds Dfns defines (an unknown kind is rejected before it is counted as a kind).
 id, request id, secret or body is ever a label.
 
 * ``signgate_webhook_events_total{outcome}``: every delivery, by what became of it
-  (``delivered``, ``duplicate``, ``not_ours``, ``closed``, ``ignored``, ``unavailable``,
-  ``rejected``);
+  (``delivered``, ``held``, ``duplicate``, ``not_ours``, ``closed``, ``ignored``,
+  ``unavailable``, ``rejected``);
 * ``signgate_webhook_rejections_total{reason}``: the refused ones, by reason;
 * ``signgate_webhook_event_kinds_total{kind}``: verified events by kind;
 * ``signgate_webhook_redeliveries_total``: verified events Dfns sent again;

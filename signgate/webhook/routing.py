@@ -37,12 +37,14 @@ ends (retried briefly if Temporal cannot take it). This is the one notice answer
 Temporal has it, and it may be lost: with a crash of the receiver while it holds it, or with
 Temporal unreachable for the whole retry. Nothing depends on it: the workflow then reads the
 approval itself for its outcome (one Dfns read), and its polls find the status as they would
-without webhooks. Stopping the receiver (:meth:`TemporalRouter.aclose`) sends what it holds.
+without webhooks. Stopping the receiver (:meth:`TemporalRouter.aclose`) sends what it holds,
+one try each within two seconds, so a stop never waits out the retries.
 
 **Old news.** Once a request's ``Signed``, ``Confirmed``, ``Failed`` or ``Rejected`` reached
-its workflow, a resolved-approval event for it arriving later is not signalled: the
-workflow is finishing and reads the approval itself, and a signal landing while it
-finishes would only make Temporal refuse that completion and run the task again. (A
+its workflow, a resolved-approval event for it arriving later is not signalled (nor is a
+held one whose hold ends after that): the workflow is finishing and reads the approval
+itself, and a signal landing while it finishes would only make Temporal refuse that
+completion and run the task again. (A
 transaction that waits for ``Confirmed`` then shows its approval resolved in the outcome,
 not in the progress query.)
 
@@ -90,6 +92,7 @@ _MAX_RETRY_DELAY: Final = 0.5
 _MAX_MATCHES: Final = 20
 # A held approval Temporal could not take when its hold ended is tried again after these.
 _RELEASE_RETRY_DELAYS: Final = (0.5, 1.0, 2.0, 4.0)
+_CLOSE_WITHIN: Final = 2.0
 
 _log = get_logger("signgate.webhook.routing")
 
@@ -217,11 +220,13 @@ class TemporalRouter:
         self._hold = hold_approvals
         self._held: dict[str, _Held] = {}
         self._releases: set[asyncio.Task[None]] = set()  # strong references while they run
-        self._settling: dict[str, int] = {}  # externalId -> settling status signals in flight
+        self._waiting: set[asyncio.Task[None]] = set()  # releases not sending yet
         self._sleep = sleep
         self._monotonic = monotonic
         self.lookups = 0
         """Visibility queries made (a cache hit makes none)."""
+        self.approvals_dropped = 0
+        """Held approvals Temporal never took (the workflows read them themselves)."""
 
     async def deliver(self, notice: Notice) -> Delivery:
         """Signal the workflow(s) ``notice`` concerns; raises :class:`TemporalUnavailable`."""
@@ -253,9 +258,9 @@ class TemporalRouter:
         if isinstance(workflow_ids, Delivery):
             return workflow_ids
         if isinstance(notice, ApprovalNotice):
-            # Behind a status event on its way (Dfns does not keep order): nothing to wait for.
-            hold = external_id not in self._settling
-            if self._hold > 0 and notice.event.status != "Pending" and hold:
+            if self._hold > 0 and notice.event.status != "Pending":
+                # Also behind a status signal on its way: the release then finds the request
+                # settled and leaves the approval to the workflow, as any late one.
                 self._hold_approval(_Held(notice, workflow_ids, seen_key))
                 return Delivery(
                     "held",
@@ -264,9 +269,9 @@ class TemporalRouter:
                 )
             return await self._signal_approval(external_id, workflow_ids, notice, seen_key)
         held = self._held.pop(external_id, None)
-        settling = notice.status in _SETTLING
-        if settling:
-            self._settling[external_id] = self._settling.get(external_id, 0) + 1
+        if held is not None and held.notice.event.signature_id not in (None, notice.signature_id):
+            self._hold_approval(held, returned=True)  # another request's: not this signal's
+            held = None
         try:
             signalled = await self._signal_all(
                 external_id, workflow_ids, _status_signal(notice, held)
@@ -275,13 +280,6 @@ class TemporalRouter:
             if held is not None:
                 self._hold_approval(held, returned=True)
             raise
-        finally:
-            if settling:
-                left = self._settling.pop(external_id) - 1
-                if left:
-                    self._settling[external_id] = left
-        if held is not None and held.release is not None:
-            held.release.cancel()
         if not signalled:
             return Delivery("closed", "the workflow has already finished", workflow_ids)
         self._delivered.put(seen_key, True)
@@ -292,15 +290,21 @@ class TemporalRouter:
         detail = "signalled" if held is None else "signalled with the approval held for it"
         return Delivery("delivered", detail, signalled)
 
-    async def aclose(self) -> None:
-        """Signal every held approval now (the receiver is stopping)."""
+    async def aclose(self, *, within: float = _CLOSE_WITHIN) -> None:
+        """Signal every held approval now, once each and within ``within`` seconds in all (the
+        receiver is stopping: a stop must not wait out the retries); log what is dropped."""
         held = list(self._held.values())
         self._held.clear()
-        for item in held:
-            if item.release is not None:
-                item.release.cancel()  # still waiting: its approval is released here
-        await asyncio.gather(*(self._release(item) for item in held))
-        await asyncio.gather(*self._releases, return_exceptions=True)
+        for task in list(self._waiting):
+            task.cancel()  # their approvals are released here
+        try:
+            async with asyncio.timeout(within):
+                await asyncio.gather(*(self._release(item, retries=()) for item in held))
+                await asyncio.gather(*self._releases, return_exceptions=True)
+        except TimeoutError:
+            for item in held:
+                if self._delivered.get(item.seen_key) is None:
+                    self._dropped(item, f"not sent within {within:g}s of the stop")
 
     # --- held approvals -------------------------------------------------------------------
 
@@ -320,55 +324,64 @@ class TemporalRouter:
         return Delivery("delivered", "signalled", signalled)
 
     def _hold_approval(self, held: _Held, *, returned: bool = False) -> None:
-        """Hold ``held`` (a later approval of the same request replaces an earlier one).
+        """Hold ``held`` for ``hold_approvals`` seconds; a later approval of the same request
+        replaces an earlier one, with a hold of its own.
 
-        ``returned``: it comes back from a status signal that failed; an approval held since
-        is newer and wins, and a hold that ended meanwhile is released at once.
+        ``returned``: it comes back from a status signal that did not take it; an approval
+        held since is newer and wins, and one whose hold ended meanwhile is released at once.
         """
         external_id = held.notice.external_id
         assert external_id is not None
-        current = self._held.get(external_id)
-        if returned and current is not None:
+        if returned and external_id in self._held:
             return
-        if current is not None and current.release is not None:
-            held.release = current.release  # the first hold's end stands
         self._held[external_id] = held
-        if held.release is None or held.release.done():
+        if not returned or held.release is None or held.release.done():
             task = asyncio.create_task(
-                self._release_after(external_id, 0.0 if returned else self._hold),
+                self._release_after(held, 0.0 if returned else self._hold),
                 name=f"signgate-webhook-hold-{external_id}",
             )
             self._releases.add(task)
+            self._waiting.add(task)
             task.add_done_callback(self._releases.discard)
+            task.add_done_callback(self._waiting.discard)
             held.release = task
 
-    async def _release_after(self, external_id: str, delay: float) -> None:
-        if delay > 0:
-            await self._sleep(delay)
-        held = self._held.pop(external_id, None)
-        if held is not None:
+    async def _release_after(self, held: _Held, delay: float) -> None:
+        """When the hold ends, release ``held`` if it is still the one held (not taken by a
+        status event, nor replaced by a later approval)."""
+        external_id = held.notice.external_id
+        assert external_id is not None
+        await self._sleep(delay)
+        task = asyncio.current_task()
+        assert task is not None
+        self._waiting.discard(task)  # sending now: a stop lets it finish
+        if self._held.get(external_id) is held:
+            del self._held[external_id]
             await self._release(held)
 
-    async def _release(self, held: _Held) -> None:
-        """Signal a held approval on its own, trying again briefly if Temporal cannot take it."""
+    async def _release(self, held: _Held, *, retries: tuple[float, ...] | None = None) -> None:
+        """Signal a held approval on its own, trying again (after ``retries`` seconds) while
+        Temporal cannot take it; nothing is sent once the request's status has settled."""
         notice = held.notice
         external_id = notice.external_id
         assert external_id is not None
-        for delay in (*_RELEASE_RETRY_DELAYS, None):
+        delays = _RELEASE_RETRY_DELAYS if retries is None else retries
+        for delay in (*delays, None):
+            if self._delivered.get((external_id, "settled")) is not None:
+                _log.debug(
+                    "webhook.held_approval_ignored",
+                    event_id=notice.event_id,
+                    approval_id=notice.event.approval_id,
+                    detail="the request is past its approval; the workflow reads it itself",
+                )
+                return
             try:
                 delivery = await self._signal_approval(
                     external_id, held.workflow_ids, notice, held.seen_key
                 )
             except TemporalUnavailable as exc:
                 if delay is None:
-                    _log.warning(
-                        "webhook.held_approval_dropped",
-                        event_id=notice.event_id,
-                        approval_id=notice.event.approval_id,
-                        external_id=external_id,
-                        error=str(exc),
-                        consequence="the workflow reads the approval itself",
-                    )
+                    self._dropped(held, str(exc))
                     return
                 await self._sleep(delay)
                 continue
@@ -380,6 +393,18 @@ class TemporalRouter:
                 workflow_ids=list(delivery.workflow_ids),
             )
             return
+
+    def _dropped(self, held: _Held, why: str) -> None:
+        notice = held.notice
+        self.approvals_dropped += 1
+        _log.warning(
+            "webhook.held_approval_dropped",
+            event_id=notice.event_id,
+            approval_id=notice.event.approval_id,
+            external_id=notice.external_id,
+            error=why,
+            consequence="the workflow reads the approval itself",
+        )
 
     # --- resolution -----------------------------------------------------------------------
 

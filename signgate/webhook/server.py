@@ -185,7 +185,8 @@ class ReceiverServer:
         return self.url
 
     async def stop(self) -> None:
-        """Stop serving; requests in flight finish first."""
+        """Stop serving; requests in flight finish first, then what the router holds back is
+        sent (within two seconds)."""
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True

@@ -372,6 +372,7 @@ async def test_a_held_approval_travels_in_the_status_events_signal(
 
     # The hold's end finds nothing left to send, and the news stays delivered.
     gate.opened.set()
+    await eventually(lambda: not router._releases, within=5)
     await router.aclose()
     assert len(temporal.signals) == 1
     assert (await router.deliver(resolved_notice())).outcome == "duplicate"
@@ -418,6 +419,8 @@ async def test_a_failed_status_signal_keeps_the_approval_for_dfns_redelivery(
     assert (await router.deliver(signed_notice(attempt=2))).outcome == "delivered"
     [(_, name, arg)] = temporal.signals
     assert name == ids.SIGNAL_STATUS_EVENT and arg.approval is not None
+    await router.aclose()
+    assert len(temporal.signals) == 1
 
 
 async def test_a_held_approval_outlasts_a_short_temporal_outage(temporal: FakeTemporal) -> None:
@@ -428,17 +431,29 @@ async def test_a_held_approval_outlasts_a_short_temporal_outage(temporal: FakeTe
     tries = 0
     original = temporal.get_workflow_handle
 
-    def counting(workflow_id: str) -> Handle:
+    def back_on_the_third_try(workflow_id: str) -> Handle:
         nonlocal tries
         tries += 1
-        if tries == 3:
-            temporal.down = False  # back for the third try
+        temporal.down = tries < 3
+        return original(workflow_id)
+
+    temporal.get_workflow_handle = back_on_the_third_try  # type: ignore[method-assign]
+    gate.opened.set()
+    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
+    assert signalled.status == "Approved" and tries == 3 and router.approvals_dropped == 0
+
+
+def count_signal_attempts(temporal: FakeTemporal) -> list[str]:
+    """Record every workflow a signal is attempted to (even one Temporal then refuses)."""
+    attempts: list[str] = []
+    original = temporal.get_workflow_handle
+
+    def counting(workflow_id: str) -> Handle:
+        attempts.append(workflow_id)
         return original(workflow_id)
 
     temporal.get_workflow_handle = counting  # type: ignore[method-assign]
-    gate.opened.set()
-    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
-    assert signalled.status == "Approved" and tries == 3
+    return attempts
 
 
 async def test_a_held_approval_temporal_never_takes_is_dropped_after_its_retries(
@@ -448,12 +463,54 @@ async def test_a_held_approval_temporal_never_takes_is_dropped_after_its_retries
     router = holding_router(temporal, gate)
     assert (await router.deliver(resolved_notice())).outcome == "held"
     temporal.down = True
+    attempts = count_signal_attempts(temporal)
     gate.opened.set()
-    await router.aclose()
-    assert temporal.signals == []
+    await eventually(lambda: router.approvals_dropped == 1, within=5)
+    assert len(attempts) == 5 and temporal.signals == []  # the first try and four retries
     # Not remembered as delivered: a redelivery of it would be held again.
     temporal.down = False
     assert (await router.deliver(resolved_notice())).outcome == "held"
+
+
+async def test_a_later_approval_replaces_the_held_one(temporal: FakeTemporal) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    alice = {"userId": "us-alice", "date": "2025-01-01T00:00:04.000Z", "value": "Approved"}
+    bob = {"userId": "us-bob", "date": "2025-01-01T00:00:05.000Z", "value": "Approved"}
+    assert (await router.deliver(resolved_notice(decisions=[alice]))).outcome == "held"
+    assert (await router.deliver(resolved_notice(decisions=[alice, bob]))).outcome == "held"
+    gate.opened.set()
+    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
+    assert [d.user_id for d in signalled.decisions] == ["us-alice", "us-bob"]
+    await router.aclose()
+    assert len(approval_signals(temporal)) == 1
+
+
+async def test_a_held_approval_of_another_request_stays_out_of_the_status_signal(
+    temporal: FakeTemporal,
+) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"  # about sig-1
+    assert (await router.deliver(signed_notice(signature_id="sig-2"))).outcome == "delivered"
+    [(_, name, arg)] = temporal.signals
+    assert name == ids.SIGNAL_STATUS_EVENT and arg.approval is None
+    # The request has settled since: when the hold ends, the approval is left to the
+    # workflow, which reads it itself, instead of landing on a workflow that is finishing.
+    gate.opened.set()
+    await router.aclose()
+    assert approval_signals(temporal) == [] and router.approvals_dropped == 0
+
+
+async def test_stopping_with_temporal_down_tries_each_held_approval_once(
+    temporal: FakeTemporal,
+) -> None:
+    router = holding_router(temporal, Gate())  # never opened: only the stop releases them
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    temporal.down = True
+    attempts = count_signal_attempts(temporal)
+    await router.aclose()
+    assert len(attempts) == 1 and router.approvals_dropped == 1
 
 
 async def test_stopping_the_router_sends_what_it_holds(temporal: FakeTemporal) -> None:
