@@ -267,6 +267,20 @@ class VerificationActivities:
             self._cache.move_to_end(target)
         return cached
 
+    async def hold_public_key(self, target: SigningTarget) -> None:
+        """Read and keep the target's public key unless held; a failure is only logged (the
+        key is then read when a signature needs it)."""
+        if self.held_public_key(target) is not None:
+            return
+        try:
+            await self.public_key(target)
+        except ApplicationError as exc:
+            _log.info(
+                "verification.key_not_held",
+                target=f"{target.kind}:{target.id}",
+                error=exc.message[:300],
+            )
+
     async def public_key(self, target: SigningTarget) -> PublicKeyInfo:
         """The target's public key, read from Dfns (once per target)."""
         cached = self.held_public_key(target)

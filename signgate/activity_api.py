@@ -200,7 +200,8 @@ SUBMIT: ActivityRef[SubmitInput, ReadAndVerifyResult] = ActivityRef(
 """Create the request; the same ``externalId`` makes every retry converge on one request.
 
 Three calls: the user-action challenge, its signed answer, the request (a 409 adds a read).
-A request signed at once comes back verified (the key read once per worker, then cached)."""
+A request signed at once comes back verified; either way the worker reads the key's public key
+once per target, then keeps it (for a signed event's copy, checked with no call)."""
 
 READ_AND_VERIFY: ActivityRef[ReadAndVerifyInput, ReadAndVerifyResult] = ActivityRef(
     ids.ACTIVITY_READ_AND_VERIFY,

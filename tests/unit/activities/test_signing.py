@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.signing import SigningActivities, same_request
+from activities.verification import VerificationActivities
 from signgate import ids
 from signgate.contracts import DenyApprovalInput, DescribeApprovalInput, SigningTarget, SubmitInput
 from signgate.dfns.auth import CredentialSigner
@@ -103,6 +104,51 @@ async def test_submit_returns_the_request_without_its_echoed_body() -> None:
     view = (await ActivityEnvironment().run(SigningActivities(dfns).submit, _submit())).view
     assert (view.id, view.status, view.approval_id) == ("sig-1", "Pending", "ap-1")
     assert view.request_body == {}
+
+
+_KEY = {
+    "id": "key-1",
+    "scheme": "ECDSA",
+    "curve": "secp256k1",
+    "publicKey": "02" + "11" * 32,
+    "status": "Active",
+}
+
+
+async def test_a_waiting_request_has_the_worker_hold_its_key_once() -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and request.url.path == "/keys/key-1/signatures":
+            return httpx.Response(200, json=_signature("sg-abc"))
+        if request.method == "GET" and request.url.path == "/keys/key-1":
+            return httpx.Response(200, json=_KEY)
+        return None
+
+    dfns, seen = _client(handler)
+    verifier = VerificationActivities(dfns)
+    signing = SigningActivities(dfns, verifier=verifier)
+    for external_id in ("sg-abc", "sg-def"):
+        result = await ActivityEnvironment().run(signing.submit, _submit(external_id))
+        assert result.view.status == "Pending" and result.verification is None
+    # Read at the first submit, so a signed event's copy can be checked without a call.
+    assert [r.url.path for r in seen if r.method == "GET"] == ["/keys/key-1"]
+    held = verifier.held_public_key(KEY)
+    assert held is not None and held.public_key.hex() == _KEY["publicKey"]
+
+
+async def test_a_key_that_cannot_be_read_does_not_fail_the_submit() -> None:
+    def handler(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST" and request.url.path == "/keys/key-1/signatures":
+            return httpx.Response(200, json=_signature("sg-abc"))
+        if request.method == "GET" and request.url.path == "/keys/key-1":
+            return httpx.Response(503, json={"message": "unavailable"})
+        return None
+
+    dfns, _ = _client(handler)
+    verifier = VerificationActivities(dfns)
+    signing = SigningActivities(dfns, verifier=verifier)
+    result = await ActivityEnvironment().run(signing.submit, _submit())
+    assert result.view.id == "sig-1" and result.view.status == "Pending"
+    assert verifier.held_public_key(KEY) is None
 
 
 async def test_a_409_is_resolved_by_fetching_the_duplicate() -> None:
