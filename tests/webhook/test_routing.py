@@ -7,7 +7,7 @@ driven deliberately and counted.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -423,37 +423,38 @@ async def test_a_failed_status_signal_keeps_the_approval_for_dfns_redelivery(
     assert len(temporal.signals) == 1
 
 
-async def test_a_held_approval_outlasts_a_short_temporal_outage(temporal: FakeTemporal) -> None:
-    gate = Gate()
-    router = holding_router(temporal, gate)
-    assert (await router.deliver(resolved_notice())).outcome == "held"
-    temporal.down = True
-    tries = 0
-    original = temporal.get_workflow_handle
-
-    def back_on_the_third_try(workflow_id: str) -> Handle:
-        nonlocal tries
-        tries += 1
-        temporal.down = tries < 3
-        return original(workflow_id)
-
-    temporal.get_workflow_handle = back_on_the_third_try  # type: ignore[method-assign]
-    gate.opened.set()
-    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
-    assert signalled.status == "Approved" and tries == 3 and router.approvals_dropped == 0
-
-
-def count_signal_attempts(temporal: FakeTemporal) -> list[str]:
-    """Record every workflow a signal is attempted to (even one Temporal then refuses)."""
+def count_signal_attempts(
+    temporal: FakeTemporal, *, then: Callable[[list[str]], None] | None = None
+) -> list[str]:
+    """Record every workflow a signal is attempted to (even one Temporal then refuses);
+    ``then`` sees the attempts so far before each one goes on."""
     attempts: list[str] = []
     original = temporal.get_workflow_handle
 
     def counting(workflow_id: str) -> Handle:
         attempts.append(workflow_id)
+        if then is not None:
+            then(attempts)
         return original(workflow_id)
 
     temporal.get_workflow_handle = counting  # type: ignore[method-assign]
     return attempts
+
+
+async def test_a_held_approval_outlasts_a_short_temporal_outage(temporal: FakeTemporal) -> None:
+    gate = Gate()
+    router = holding_router(temporal, gate)
+    assert (await router.deliver(resolved_notice())).outcome == "held"
+    temporal.down = True
+
+    def back_on_the_third_try(attempts: list[str]) -> None:
+        temporal.down = len(attempts) < 3
+
+    attempts = count_signal_attempts(temporal, then=back_on_the_third_try)
+    gate.opened.set()
+    [signalled] = await eventually(lambda: approval_signals(temporal), within=5)
+    assert signalled.status == "Approved" and len(attempts) == 3
+    assert router.approvals_dropped == 0
 
 
 async def test_a_held_approval_temporal_never_takes_is_dropped_after_its_retries(
